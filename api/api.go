@@ -1,0 +1,345 @@
+// Package api serves a node's app-facing JSON HTTP API: /v1/exec, /v1/query,
+// /v1/ids and /healthz. See docs/API.md for the wire format.
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/outpost-edge/outpost/store"
+)
+
+// DefaultMaxBody is the default limit on a request body (413 above it).
+const DefaultMaxBody = 8 << 20
+
+// MaxIDs is the most IDs one /v1/ids request may ask for.
+const MaxIDs = 1000
+
+// Config configures a Server.
+type Config struct {
+	Token   string // bearer token required on /v1/*; empty = no auth
+	MaxBody int64  // request body limit in bytes; 0 = DefaultMaxBody
+	Logger  *slog.Logger
+}
+
+// Server is the HTTP handler of the app API.
+type Server struct {
+	store *store.Store
+	cfg   Config
+	log   *slog.Logger
+	mux   *http.ServeMux
+}
+
+// New returns the API handler for st.
+func New(st *store.Store, cfg Config) *Server {
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{store: st, cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("POST /v1/exec", s.auth(s.exec))
+	s.mux.HandleFunc("POST /v1/query", s.auth(s.query))
+	s.mux.HandleFunc("GET /v1/ids", s.auth(s.ids))
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route %s %s; see docs/API.md", r.Method, r.URL.Path), -1)
+	})
+	return s
+}
+
+// Handle adds a route (used by the node for /metrics, /v1/status and others).
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("api: panic", "path", r.URL.Path, "panic", fmt.Sprint(p))
+			writeError(w, http.StatusInternalServerError, store.CodeInternal, "internal error", -1)
+		}
+	}()
+	// Method mismatches on known paths get a JSON 405, not the mux's text.
+	if h, pattern := s.mux.Handler(r); pattern == "" {
+		if allowed := allowedMethod(r.URL.Path); allowed != "" && allowed != r.Method {
+			w.Header().Set("Allow", allowed)
+			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s takes %s", r.URL.Path, allowed), -1)
+			return
+		}
+		_ = h
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+func allowedMethod(path string) string {
+	switch path {
+	case "/v1/exec", "/v1/query":
+		return http.MethodPost
+	case "/v1/ids", "/healthz":
+		return http.MethodGet
+	}
+	return ""
+}
+
+func (s *Server) auth(next http.HandlerFunc) http.HandlerFunc {
+	if s.cfg.Token == "" {
+		return next
+	}
+	want := []byte("Bearer " + s.cfg.Token)
+	return func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="outpost"`)
+			msg := "missing bearer token: send Authorization: Bearer <OUTPOST_API_TOKEN>"
+			if len(got) > 0 {
+				msg = "wrong bearer token"
+			}
+			writeError(w, http.StatusUnauthorized, "unauthorized", msg, -1)
+			return
+		}
+		next(w, r)
+	}
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`))
+}
+
+type execRequest struct {
+	Statements []stmtJSON `json:"statements"`
+}
+
+type stmtJSON struct {
+	SQL  *string `json:"sql"`
+	Args []any   `json:"args"`
+}
+
+func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
+	var req execRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	if req.Statements == nil {
+		writeError(w, http.StatusBadRequest, store.CodeBadRequest, `missing "statements": send {"statements":[{"sql":"...","args":[...]}]}`, -1)
+		return
+	}
+	stmts := make([]store.Statement, len(req.Statements))
+	for i, st := range req.Statements {
+		conv, ok := convertStmt(w, st, i)
+		if !ok {
+			return
+		}
+		stmts[i] = conv
+	}
+	results, dbv, err := s.store.Exec(r.Context(), stmts)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	b := make([]byte, 0, 64+32*len(results))
+	b = append(b, `{"results":[`...)
+	for i, res := range results {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"rows_affected":`...)
+		b = strconv.AppendInt(b, res.RowsAffected, 10)
+		if res.Columns != nil {
+			b = append(b, ',')
+			b = appendRows(b, res.Columns, res.Rows)
+		}
+		b = append(b, '}')
+	}
+	b = append(b, `],"db_version":`...)
+	b = strconv.AppendInt(b, dbv, 10)
+	b = append(b, '}')
+	writeJSON(w, http.StatusOK, b)
+}
+
+type queryRequest struct {
+	SQL  *string `json:"sql"`
+	Args []any   `json:"args"`
+}
+
+func (s *Server) query(w http.ResponseWriter, r *http.Request) {
+	var req queryRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	st, ok := convertStmt(w, stmtJSON(req), -1)
+	if !ok {
+		return
+	}
+	rows, err := s.store.Query(r.Context(), st)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	b := make([]byte, 0, 256)
+	b = append(b, '{')
+	b = appendRows(b, rows.Columns, rows.Rows)
+	b = append(b, '}')
+	writeJSON(w, http.StatusOK, b)
+}
+
+func (s *Server) ids(w http.ResponseWriter, r *http.Request) {
+	n := 1
+	if v := r.URL.Query().Get("n"); v != "" {
+		k, err := strconv.Atoi(v)
+		if err != nil || k < 1 || k > MaxIDs {
+			writeError(w, http.StatusBadRequest, store.CodeBadRequest, fmt.Sprintf("n must be an integer from 1 to %d", MaxIDs), -1)
+			return
+		}
+		n = k
+	}
+	b := []byte(`{"ids":[`)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, s.store.ID())
+	}
+	b = append(b, "]}"...)
+	writeJSON(w, http.StatusOK, b)
+}
+
+func appendRows(b []byte, cols []string, rows [][]any) []byte {
+	b = append(b, `"columns":[`...)
+	for i, c := range cols {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, c)
+	}
+	b = append(b, `],"rows":[`...)
+	for i, row := range rows {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		for k, v := range row {
+			if k > 0 {
+				b = append(b, ',')
+			}
+			b = appendValue(b, v)
+		}
+		b = append(b, ']')
+	}
+	return append(b, ']')
+}
+
+func convertStmt(w http.ResponseWriter, st stmtJSON, i int) (store.Statement, bool) {
+	if st.SQL == nil {
+		writeError(w, http.StatusBadRequest, store.CodeBadRequest, `missing "sql"`, i)
+		return store.Statement{}, false
+	}
+	args := make([]any, len(st.Args))
+	for k, a := range st.Args {
+		v, err := decodeArg(a)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "invalid_arg", fmt.Sprintf("arg %d: %v", k, err), i)
+			return store.Statement{}, false
+		}
+		args[k] = v
+	}
+	return store.Statement{SQL: *st.SQL, Args: args}, true
+}
+
+// decode reads a JSON body strictly: size-limited, no unknown fields, exactly
+// one value.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, dst any) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body is over the %d-byte limit (--max-body); split the work into several requests", s.cfg.MaxBody), -1)
+			return false
+		}
+		writeError(w, http.StatusBadRequest, "bad_body", "reading the request body: "+err.Error(), -1)
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(dst); err != nil {
+		code, msg := "invalid_json", "the body is not valid JSON: "+err.Error()
+		if strings.HasPrefix(err.Error(), "json: unknown field") {
+			code, msg = "unknown_field", strings.TrimPrefix(err.Error(), "json: ")+"; see docs/API.md for the request format"
+		} else if errors.Is(err, io.EOF) {
+			msg = "the body is empty; send a JSON object"
+		} else if te := (*json.UnmarshalTypeError)(nil); errors.As(err, &te) {
+			msg = fmt.Sprintf("field %q must be %s, not JSON %s", te.Field, te.Type, te.Value)
+		}
+		writeError(w, http.StatusBadRequest, code, msg, -1)
+		return false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		writeError(w, http.StatusBadRequest, "invalid_json", "the body holds more than one JSON value", -1)
+		return false
+	}
+	return true
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var e *store.Error
+	if !errors.As(err, &e) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			writeError(w, http.StatusServiceUnavailable, store.CodeUnavailable, "request canceled", -1)
+			return
+		}
+		s.log.Error("api: unexpected error", "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInternalServerError, store.CodeInternal, err.Error(), -1)
+		return
+	}
+	status := http.StatusBadRequest
+	switch e.Code {
+	case store.CodeConstraint:
+		status = http.StatusConflict
+	case store.CodeNotAllowed:
+		status = http.StatusForbidden
+	case store.CodeNotReady, store.CodeUnavailable, store.CodeTransactionAborted:
+		status = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", "1")
+	case store.CodeInternal:
+		status = http.StatusInternalServerError
+	}
+	if !e.Client() {
+		s.log.Warn("api: request failed", "path", r.URL.Path, "code", e.Code, "err", e.Message)
+	}
+	writeError(w, status, e.Code, e.Message, e.Statement)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string, stmt int) {
+	b := []byte(`{"error":{"code":`)
+	b = appendString(b, code)
+	b = append(b, `,"message":`...)
+	b = appendString(b, msg)
+	if stmt >= 0 {
+		b = append(b, `,"statement":`...)
+		b = strconv.AppendInt(b, int64(stmt), 10)
+	}
+	b = append(b, "}}"...)
+	writeJSON(w, status, b)
+}
+
+func writeJSON(w http.ResponseWriter, status int, b []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// ReadTimeouts are the server timeouts the node uses for the API listener.
+var ReadTimeouts = struct{ Header, Idle time.Duration }{10 * time.Second, 120 * time.Second}

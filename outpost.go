@@ -1,0 +1,92 @@
+// Package outpost holds the domain types shared by every part of an Outpost
+// node: node identity and roles, replicated changes, and sentinel errors.
+//
+// The packages below it each do one job (hlc, ids, store, api, node, ...);
+// cmd/outpost wires them into the single static binary.
+package outpost
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Version is the release of this build; overridden at link time with
+// -ldflags "-X github.com/outpost-edge/outpost.Version=v1.2.3".
+var Version = "dev"
+
+// ProtocolVersion is the node-to-node protocol this build speaks.
+const ProtocolVersion = 1
+
+// Role is what a node is in the fleet: master, node or edge.
+type Role string
+
+// The three roles of DESIGN.md section 2.
+const (
+	RoleMaster Role = "master"
+	RoleNode   Role = "node"
+	RoleEdge   Role = "edge"
+)
+
+// ParseRole returns the Role named by s.
+func ParseRole(s string) (Role, error) {
+	switch r := Role(strings.ToLower(strings.TrimSpace(s))); r {
+	case RoleMaster, RoleNode, RoleEdge:
+		return r, nil
+	}
+	return "", fmt.Errorf("%w: role %q is not one of master, node, edge", ErrInvalidIdentity, s)
+}
+
+// Identity is who a node is: the fields every ID, slug and trust-list entry
+// is built from.
+type Identity struct {
+	Name     string `json:"name"`     // unique node name, e.g. EDGE01
+	Location string `json:"location"` // location code, e.g. LHR
+	Farm     string `json:"farm"`     // farm of an edge, e.g. lhr; may be empty for masters and nodes
+	Role     Role   `json:"role"`
+	Code     string `json:"code"` // NNLL: two digits then two lowercase letters, e.g. 43ax
+}
+
+var (
+	nameRE     = regexp.MustCompile(`^[A-Z0-9][A-Z0-9_]{0,31}$`)
+	locationRE = regexp.MustCompile(`^[A-Z0-9]{2,8}$`)
+	farmRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+	codeRE     = regexp.MustCompile(`^[0-9]{2}[a-z]{2}$`)
+)
+
+// Validate checks every field of the identity and names the one to fix.
+func (id Identity) Validate() error {
+	if !nameRE.MatchString(id.Name) {
+		return fmt.Errorf("%w: name %q must be 1-32 characters of A-Z, 0-9 and _ starting with a letter or digit (e.g. EDGE01)", ErrInvalidIdentity, id.Name)
+	}
+	if !locationRE.MatchString(id.Location) {
+		return fmt.Errorf("%w: location %q must be 2-8 characters of A-Z and 0-9 (e.g. LHR)", ErrInvalidIdentity, id.Location)
+	}
+	if _, err := ParseRole(string(id.Role)); err != nil || string(id.Role) != strings.ToLower(string(id.Role)) {
+		return fmt.Errorf("%w: role %q must be master, node or edge", ErrInvalidIdentity, id.Role)
+	}
+	if id.Farm != "" && !farmRE.MatchString(id.Farm) {
+		return fmt.Errorf("%w: farm %q must be 1-32 characters of a-z, 0-9 and - (e.g. lhr)", ErrInvalidIdentity, id.Farm)
+	}
+	if id.Role == RoleEdge && id.Farm == "" {
+		return fmt.Errorf("%w: edge %s has no farm; every edge belongs to a farm (e.g. --farm lhr)", ErrInvalidIdentity, id.Name)
+	}
+	if !codeRE.MatchString(id.Code) {
+		return fmt.Errorf("%w: code %q must be NNLL, two digits then two lowercase letters (e.g. 43ax)", ErrInvalidIdentity, id.Code)
+	}
+	return nil
+}
+
+// Sentinel errors. Packages wrap them with context; callers test with errors.Is.
+var (
+	// ErrInvalidIdentity reports a malformed node identity.
+	ErrInvalidIdentity = errors.New("invalid identity")
+	// ErrInvalidSchema reports a schema file that breaks a rule of DESIGN.md section 3.
+	ErrInvalidSchema = errors.New("invalid schema")
+	// ErrClosed reports use of a closed store or node.
+	ErrClosed = errors.New("closed")
+	// ErrNotReady reports an operation refused until the node has caught up
+	// (e.g. issuing slugs on a new incarnation).
+	ErrNotReady = errors.New("not ready")
+)

@@ -1,0 +1,197 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/outpost-edge/outpost/sqltext"
+)
+
+// Statement is one SQL statement and its positional arguments. Arguments are
+// int64, float64, string, []byte or nil.
+type Statement struct {
+	SQL  string
+	Args []any
+}
+
+// Result is what one statement of an Exec did. Columns and Rows are set when
+// the statement has a RETURNING clause.
+type Result struct {
+	RowsAffected int64
+	Columns      []string
+	Rows         [][]any
+}
+
+// MaxStatements is the most statements one Exec may carry.
+const MaxStatements = 1000
+
+// Exec runs the statements as one local transaction: all apply or none do. It
+// returns once the transaction is durable, with the db_version it committed
+// as. Errors are *Error with a stable code.
+func (s *Store) Exec(ctx context.Context, stmts []Statement) ([]Result, int64, error) {
+	if len(stmts) == 0 {
+		return nil, 0, errorf(CodeBadRequest, -1, "no statements: send at least one in \"statements\"")
+	}
+	if len(stmts) > MaxStatements {
+		return nil, 0, errorf(CodeTooManyStatements, -1, "%d statements in one request; the limit is %d", len(stmts), MaxStatements)
+	}
+	checked := make([]checkedStmt, len(stmts))
+	for i, st := range stmts {
+		c, err := check(st, i, true)
+		if err != nil {
+			return nil, 0, err
+		}
+		checked[i] = c
+	}
+	results := make([]Result, len(stmts))
+	dbv, err := s.Write(ctx, func(tx *Tx) error {
+		for i, c := range checked {
+			r, err := tx.appExec(c, i)
+			if err != nil {
+				return err
+			}
+			results[i] = r
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return results, dbv, nil
+}
+
+type checkedStmt struct {
+	sql       string
+	args      []any
+	returning bool
+}
+
+// check refuses what must never reach SQLite: several statements in one
+// string, a wrong number of arguments, a statement that would end the
+// writer's transaction.
+func check(st Statement, i int, write bool) (checkedStmt, error) {
+	toks, err := sqltext.Tokens(st.SQL)
+	if err != nil {
+		return checkedStmt{}, errorf(CodeSyntax, i, "%v", err)
+	}
+	if _, err := sqltext.Single(st.SQL); err != nil {
+		switch {
+		case errors.Is(err, sqltext.ErrMultipleStatements):
+			return checkedStmt{}, errorf(CodeMultipleStatements, i, "the sql string holds more than one statement; send each as its own entry in \"statements\" (they still run in one transaction)")
+		case errors.Is(err, sqltext.ErrEmpty):
+			return checkedStmt{}, errorf(CodeEmptyStatement, i, "the sql string holds no statement")
+		default:
+			return checkedStmt{}, errorf(CodeSyntax, i, "%v", err)
+		}
+	}
+	want := paramCount(toks)
+	if want != len(st.Args) {
+		return checkedStmt{}, errorf(CodeWrongArgCount, i, "the statement has %d parameter(s) but %d arg(s) were given", want, len(st.Args))
+	}
+	c := checkedStmt{sql: st.SQL, args: st.Args}
+	for _, t := range toks {
+		if t.Kind != sqltext.Word {
+			continue
+		}
+		switch strings.ToUpper(t.Text) {
+		case "RETURNING":
+			c.returning = true
+		case "ROLLBACK":
+			if write {
+				return checkedStmt{}, errorf(CodeNotAllowed, i, "ROLLBACK (including INSERT OR ROLLBACK) is not allowed: it would end the shared commit group; a failing statement already rolls back the whole request")
+			}
+		}
+	}
+	return c, nil
+}
+
+// paramCount is what sqlite3_bind_parameter_count would answer: the largest
+// parameter index, where ? takes the next index, ?NNN sets it and a named
+// parameter takes the next index the first time it appears.
+func paramCount(toks []sqltext.Token) int {
+	n := 0
+	named := map[string]bool{}
+	for _, t := range toks {
+		if t.Kind != sqltext.Param {
+			continue
+		}
+		switch {
+		case t.Text == "?":
+			n++
+		case t.Text[0] == '?':
+			var k int
+			if _, err := fmt.Sscanf(t.Text[1:], "%d", &k); err == nil && k > n {
+				n = k
+			}
+		default:
+			if !named[t.Text] {
+				named[t.Text] = true
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// appExec runs one client statement on the writer connection.
+func (tx *Tx) appExec(c checkedStmt, i int) (Result, error) {
+	s := tx.s
+	s.appMode, s.denied = true, ""
+	st, err := s.appStmts.get(tx.ctx, c.sql)
+	s.appMode = false
+	if err != nil {
+		return Result{}, tx.classify(err, i)
+	}
+	if !c.returning {
+		res, err := st.ExecContext(tx.ctx, c.args...)
+		if err != nil {
+			return Result{}, tx.classify(err, i)
+		}
+		n, _ := res.RowsAffected()
+		return Result{RowsAffected: n}, nil
+	}
+	rows, err := st.QueryContext(tx.ctx, c.args...)
+	if err != nil {
+		return Result{}, tx.classify(err, i)
+	}
+	cols, data, err := scanAll(rows, s.opts.MaxRows)
+	if err != nil {
+		return Result{}, tx.classify(err, i)
+	}
+	return Result{RowsAffected: int64(len(data)), Columns: cols, Rows: data}, nil
+}
+
+func (tx *Tx) classify(err error, i int) error {
+	if tx.tc.funcErr != nil {
+		return classify(tx.tc.funcErr, i, "")
+	}
+	return classify(err, i, tx.s.denied)
+}
+
+// scanAll reads every row as SQLite-typed values.
+func scanAll(rows *sql.Rows, maxRows int) ([]string, [][]any, error) {
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, nil, err
+	}
+	data := [][]any{}
+	for rows.Next() {
+		if len(data) >= maxRows {
+			return nil, nil, errorf(CodeResultTooLarge, -1, "the result has more than %d rows; add a LIMIT or page with a WHERE on the key", maxRows)
+		}
+		row := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for k := range row {
+			ptrs[k] = &row[k]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, nil, err
+		}
+		data = append(data, row)
+	}
+	return cols, data, rows.Err()
+}

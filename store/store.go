@@ -1,0 +1,266 @@
+// Package store is a node's durable local database: one writer connection
+// that group-commits concurrent client transactions (each under its own
+// savepoint, one fsync per group), a pool of read-only connections, the
+// capture triggers and clock tables that record what replication needs, the
+// hybrid logical clock and the node's monotonic db_version.
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/outpost-edge/outpost"
+	"github.com/outpost-edge/outpost/hlc"
+	"github.com/outpost-edge/outpost/ids"
+	"github.com/outpost-edge/outpost/schema"
+)
+
+// DBFile is the name of the SQLite database inside the data directory.
+const DBFile = "outpost.db"
+
+// Options configure a Store.
+type Options struct {
+	Dir      string           // data directory; the database is Dir/outpost.db
+	Identity outpost.Identity // this node
+	Schema   string           // the schema file's DDL; may be empty
+	MaxDrift time.Duration    // how far ahead a remote HLC may be; 0 = hlc.DefaultMaxDrift
+	Readers  int              // read-only connections; 0 = 2 x GOMAXPROCS, at least 4
+	MaxBatch int              // most transactions in one commit group; 0 = 512
+	MaxRows  int              // most rows a query may return; 0 = 100,000
+	Now      func() time.Time // clock; nil = time.Now
+	Logger   *slog.Logger
+}
+
+// Store is an open node database. It is safe for concurrent use.
+type Store struct {
+	opts   Options
+	log    *slog.Logger
+	schema *schema.Schema
+
+	wdb  *sql.DB
+	conn *sql.Conn // the writer connection, used only by the writer goroutine
+	rdb  *sql.DB
+
+	clock *hlc.Clock
+	ids   *ids.Generator
+	slugs *ids.SlugRegistry
+
+	incarnation    string
+	origin         string // name/incarnation, recorded with every local change
+	newIncarnation bool   // the database was created by this Open
+	slugsReady     atomic.Bool
+
+	// Writer-goroutine state (also read by SQL functions, which run on it).
+	cur     *txContext
+	appMode bool   // preparing a client statement: the authorizer restricts it
+	denied  string // why the authorizer last refused
+	stmts    *stmtCache // Outpost's own statements
+	appStmts *stmtCache // client statements, prepared under the app authorizer
+	dbv     int64 // last committed db_version
+
+	committed atomic.Int64 // last committed db_version, for readers of the store
+	stats     writerStats
+	jobs      chan *job
+	closing   chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+
+	notifyMu sync.Mutex
+	notify   chan struct{} // closed and replaced after every commit
+}
+
+// txContext is what the capture triggers and SQL functions see of the
+// transaction being executed.
+type txContext struct {
+	capture bool  // local write: triggers record versions
+	hlc     int64 // the transaction's timestamp
+	dbv     int64 // the db_version it will commit as
+	slugs   []issuedSlug
+	funcErr error // an error a SQL function raised, for classification
+}
+
+type issuedSlug struct{ slug, title string }
+
+// Open opens (creating if needed) the database in opts.Dir, applies the
+// schema and starts the writer.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	if err := opts.Identity.Validate(); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Readers <= 0 {
+		opts.Readers = max(4, 2*runtime.GOMAXPROCS(0))
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 512
+	}
+	if opts.MaxRows <= 0 {
+		opts.MaxRows = 100_000
+	}
+	user, err := schema.Parse(ctx, opts.Schema)
+	if err != nil {
+		return nil, fmt.Errorf("open store: schema: %w", err)
+	}
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	path := filepath.Join(opts.Dir, DBFile)
+	_, statErr := os.Stat(path)
+
+	s := &Store{
+		opts:    opts,
+		log:     opts.Logger,
+		schema:  user,
+		clock:   hlc.New(opts.Now, opts.MaxDrift),
+		jobs:    make(chan *job, 4096),
+		closing: make(chan struct{}),
+		done:    make(chan struct{}),
+		notify:  make(chan struct{}),
+	}
+	s.slugsReady.Store(true)
+	if err := s.open(ctx, path, os.IsNotExist(statErr)); err != nil {
+		s.closeDBs()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	go s.run()
+	return s, nil
+}
+
+func (s *Store) open(ctx context.Context, path string, created bool) error {
+	var err error
+	if s.wdb, err = s.openWriterDB(path); err != nil {
+		return err
+	}
+	if s.conn, err = s.wdb.Conn(ctx); err != nil {
+		return fmt.Errorf("connect writer: %w", err)
+	}
+	if err := s.registerAuthorizer(); err != nil {
+		return err
+	}
+	s.stmts = newStmtCache(s.conn, 64)
+	s.appStmts = newStmtCache(s.conn, 512)
+	m, err := s.bootstrap(ctx)
+	if err != nil {
+		return err
+	}
+	s.incarnation = m.incarnation
+	s.origin = s.opts.Identity.Name + "/" + m.incarnation
+	s.newIncarnation = created || m.created
+	s.dbv = m.dbVersion
+	s.committed.Store(m.dbVersion)
+	s.clock.Restore(hlc.Timestamp(m.hlc))
+	s.ids = ids.NewGenerator(s.opts.Identity, uint64(m.boot), s.opts.Now)
+	if err := s.applySchema(ctx); err != nil {
+		return err
+	}
+	issued, err := s.loadSlugs(ctx)
+	if err != nil {
+		return err
+	}
+	s.slugs = ids.NewSlugRegistry(s.opts.Identity.Code, issued)
+	if s.rdb, err = s.openReaderDB(path, s.opts.Readers); err != nil {
+		return err
+	}
+	if err := s.rdb.PingContext(ctx); err != nil {
+		return fmt.Errorf("open readers: %w", err)
+	}
+	return nil
+}
+
+func newIncarnation() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Close stops the writer (answering queued transactions first) and closes
+// the database.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		<-s.done
+	})
+	return s.closeDBs()
+}
+
+func (s *Store) closeDBs() error {
+	var first error
+	for _, c := range []*stmtCache{s.stmts, s.appStmts} {
+		if c != nil {
+			c.close()
+		}
+	}
+	if s.conn != nil {
+		if err := s.conn.Close(); err != nil && first == nil {
+			first = err
+		}
+		s.conn = nil
+	}
+	for _, db := range []*sql.DB{s.rdb, s.wdb} {
+		if db != nil {
+			if err := db.Close(); err != nil && first == nil {
+				first = err
+			}
+		}
+	}
+	s.rdb, s.wdb = nil, nil
+	return first
+}
+
+// Identity returns this node's identity.
+func (s *Store) Identity() outpost.Identity { return s.opts.Identity }
+
+// Incarnation returns the random identifier of this database's lifetime.
+func (s *Store) Incarnation() string { return s.incarnation }
+
+// Origin returns the origin recorded with this node's changes: name/incarnation.
+func (s *Store) Origin() string { return s.origin }
+
+// NewIncarnation reports whether this database was created by this Open.
+func (s *Store) NewIncarnation() bool { return s.newIncarnation }
+
+// DBVersion returns the last committed db_version.
+func (s *Store) DBVersion() int64 { return s.committed.Load() }
+
+// Schema returns the user schema the store was opened with.
+func (s *Store) Schema() *schema.Schema { return s.schema }
+
+// Clock returns the node's hybrid logical clock.
+func (s *Store) Clock() *hlc.Clock { return s.clock }
+
+// ID issues a fresh ID (the same as SQL outpost_id()).
+func (s *Store) ID() string { return s.ids.ID() }
+
+// SetSlugsReady allows or refuses issuing slugs. A new incarnation with
+// upstream peers refuses until it has caught up, so it cannot repeat a slug
+// it issued in an earlier life.
+func (s *Store) SetSlugsReady(ready bool) { s.slugsReady.Store(ready) }
+
+// Changed returns a channel that is closed at the next commit.
+func (s *Store) Changed() <-chan struct{} {
+	s.notifyMu.Lock()
+	defer s.notifyMu.Unlock()
+	return s.notify
+}
+
+func (s *Store) broadcast() {
+	s.notifyMu.Lock()
+	close(s.notify)
+	s.notify = make(chan struct{})
+	s.notifyMu.Unlock()
+}

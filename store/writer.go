@@ -1,0 +1,259 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/outpost-edge/outpost"
+	"github.com/outpost-edge/outpost/hlc"
+)
+
+// job is one transaction for the writer: fn runs under its own savepoint
+// inside the current commit group.
+type job struct {
+	ctx     context.Context
+	fn      func(*Tx) error
+	capture bool // local transaction: capture triggers record versions
+	done    chan struct{}
+	err     error
+	dbv     int64 // db_version it committed as
+}
+
+// Tx is a transaction being executed by the writer. It is valid only inside
+// the function passed to Store.Write.
+type Tx struct {
+	s   *Store
+	ctx context.Context
+	tc  *txContext
+}
+
+// HLC returns the transaction's timestamp.
+func (tx *Tx) HLC() hlc.Timestamp { return hlc.Timestamp(tx.tc.hlc) }
+
+// DBVersion returns the db_version the transaction will commit as.
+func (tx *Tx) DBVersion() int64 { return tx.tc.dbv }
+
+// Stats describe the writer's work, for metrics and benchmarks.
+type Stats struct {
+	Groups       int64 // commit groups (one fsync each)
+	Transactions int64 // transactions committed
+	Failed       int64 // transactions rolled back alone
+	CommitTime   time.Duration // total time spent in COMMIT (the fsync)
+}
+
+// Write runs fn as one local transaction in the next commit group and returns
+// its db_version once the group is durable (fsync). If fn fails, only its own
+// changes are rolled back.
+func (s *Store) Write(ctx context.Context, fn func(*Tx) error) (int64, error) {
+	return s.submit(ctx, fn, true)
+}
+
+func (s *Store) submit(ctx context.Context, fn func(*Tx) error, capture bool) (int64, error) {
+	j := &job{ctx: ctx, fn: fn, capture: capture, done: make(chan struct{})}
+	select {
+	case <-s.closing:
+		return 0, &Error{Code: CodeUnavailable, Statement: -1, Message: "the store is closing", Err: outpost.ErrClosed}
+	default:
+	}
+	select {
+	case s.jobs <- j:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-s.closing:
+		return 0, &Error{Code: CodeUnavailable, Statement: -1, Message: "the store is closing", Err: outpost.ErrClosed}
+	}
+	// Once queued, the job is always answered: the caller must learn whether
+	// it committed even if its context ends meanwhile.
+	<-j.done
+	return j.dbv, j.err
+}
+
+// run is the writer goroutine: it takes every queued job into one group.
+func (s *Store) run() {
+	defer close(s.done)
+	for {
+		var first *job
+		select {
+		case first = <-s.jobs:
+		case <-s.closing:
+			// Answer what is still queued, then stop.
+			for {
+				select {
+				case j := <-s.jobs:
+					s.group([]*job{j})
+				default:
+					return
+				}
+			}
+		}
+		batch := []*job{first}
+	fill:
+		for len(batch) < s.opts.MaxBatch {
+			select {
+			case j := <-s.jobs:
+				batch = append(batch, j)
+			default:
+				break fill
+			}
+		}
+		s.group(batch)
+	}
+}
+
+// group executes a commit group: one outer transaction, a savepoint per job,
+// one COMMIT (and so one fsync) for all.
+func (s *Store) group(batch []*job) {
+	ctx := context.Background()
+	defer func() {
+		for _, j := range batch {
+			close(j.done)
+		}
+	}()
+	if _, err := s.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		for _, j := range batch {
+			j.err = &Error{Code: CodeInternal, Statement: -1, Message: "begin transaction: " + err.Error(), Err: err}
+		}
+		return
+	}
+	start := s.dbv
+	var ok []*job
+	broken := false
+	for _, j := range batch {
+		if broken {
+			j.err = errAborted
+			continue
+		}
+		if err := j.ctx.Err(); err != nil {
+			j.err = err
+			continue
+		}
+		tc := &txContext{capture: j.capture, hlc: int64(s.clock.Now()), dbv: s.dbv + 1}
+		err := s.runJob(ctx, j, tc)
+		if err == nil {
+			s.dbv++
+			j.dbv = tc.dbv
+			ok = append(ok, j)
+			continue
+		}
+		j.err = err
+		for _, sl := range tc.slugs {
+			s.slugs.Release(sl.slug)
+		}
+		if _, rerr := s.conn.ExecContext(ctx, "ROLLBACK TO outpost_tx"); rerr != nil {
+			// SQLite rolled back the whole transaction (e.g. I/O error):
+			// nothing of this group is left.
+			broken = true
+			continue
+		}
+		if _, rerr := s.conn.ExecContext(ctx, "RELEASE outpost_tx"); rerr != nil {
+			broken = true
+		}
+	}
+	if broken {
+		_, _ = s.conn.ExecContext(ctx, "ROLLBACK")
+		s.dbv = start
+		for _, j := range ok {
+			j.err, j.dbv = errAborted, 0
+		}
+		return
+	}
+	if len(ok) == 0 {
+		_, _ = s.conn.ExecContext(ctx, "ROLLBACK")
+		return
+	}
+	err := s.finishGroup(ctx)
+	if err != nil {
+		_, _ = s.conn.ExecContext(ctx, "ROLLBACK")
+		s.dbv = start
+		for _, j := range ok {
+			j.err = &Error{Code: CodeInternal, Statement: -1, Message: "commit: " + err.Error(), Err: err}
+			j.dbv = 0
+		}
+		s.log.Error("commit group failed", "err", err, "size", len(batch))
+		return
+	}
+	s.committed.Store(s.dbv)
+	s.stats.groups.Add(1)
+	s.stats.txns.Add(int64(len(ok)))
+	s.stats.failed.Add(int64(len(batch) - len(ok)))
+	s.broadcast()
+}
+
+var errAborted = &Error{Code: CodeTransactionAborted, Statement: -1,
+	Message: "the database aborted the commit group this transaction was part of; nothing of it was applied; retry"}
+
+func (s *Store) runJob(ctx context.Context, j *job, tc *txContext) (err error) {
+	if _, err := s.conn.ExecContext(ctx, "SAVEPOINT outpost_tx"); err != nil {
+		return &Error{Code: CodeInternal, Statement: -1, Message: "savepoint: " + err.Error(), Err: err}
+	}
+	s.cur = tc
+	defer func() {
+		s.cur = nil
+		s.appMode = false
+		if p := recover(); p != nil {
+			err = &Error{Code: CodeInternal, Statement: -1, Message: fmt.Sprintf("panic in transaction: %v", p)}
+		}
+	}()
+	if err := j.fn(&Tx{s: s, ctx: j.ctx, tc: tc}); err != nil {
+		return err
+	}
+	if err := s.persistSlugs(ctx, tc); err != nil {
+		return err
+	}
+	if _, err := s.conn.ExecContext(ctx, "RELEASE outpost_tx"); err != nil {
+		return &Error{Code: CodeInternal, Statement: -1, Message: "release savepoint: " + err.Error(), Err: err}
+	}
+	return nil
+}
+
+// persistSlugs records the slugs the transaction issued in the replicated
+// registry, inside the same transaction.
+func (s *Store) persistSlugs(ctx context.Context, tc *txContext) error {
+	if len(tc.slugs) == 0 {
+		return nil
+	}
+	st, err := s.stmts.get(ctx, `INSERT INTO outpost_slugs (slug, node, title, issued) VALUES (?, ?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("record slugs: %w", err)
+	}
+	now := s.opts.Now().UnixMilli()
+	for _, sl := range tc.slugs {
+		if _, err := st.ExecContext(ctx, sl.slug, s.opts.Identity.Name, sl.title, now); err != nil {
+			return &Error{Code: CodeInternal, Statement: -1, Message: "record slug " + sl.slug + ": " + err.Error(), Err: err}
+		}
+	}
+	return nil
+}
+
+// finishGroup persists the db_version and clock high-water mark and commits.
+func (s *Store) finishGroup(ctx context.Context) error {
+	st, err := s.stmts.get(ctx, `INSERT INTO outpost_meta (key, value) VALUES ('db_version', ?), ('hlc', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`)
+	if err != nil {
+		return err
+	}
+	if _, err := st.ExecContext(ctx, s.dbv, int64(s.clock.Last())); err != nil {
+		return fmt.Errorf("write meta: %w", err)
+	}
+	t := time.Now()
+	if _, err := s.conn.ExecContext(ctx, "COMMIT"); err != nil {
+		return err
+	}
+	s.stats.commitNanos.Add(time.Since(t).Nanoseconds())
+	return nil
+}
+
+// Stats returns counters of the writer's work since Open.
+func (s *Store) Stats() Stats {
+	return Stats{
+		Groups:       s.stats.groups.Load(),
+		Transactions: s.stats.txns.Load(),
+		Failed:       s.stats.failed.Load(),
+		CommitTime:   time.Duration(s.stats.commitNanos.Load()),
+	}
+}
+
+type writerStats struct {
+	groups, txns, failed, commitNanos atomic.Int64
+}
