@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/outpost-edge/outpost"
@@ -88,6 +89,7 @@ func classify(err error, stmt int, denied string) *Error {
 			msg = m
 		}
 	}
+	msg = cleanMessage(msg)
 	out := &Error{Code: CodeSQL, Statement: stmt, Message: msg, Err: err}
 	lower := strings.ToLower(msg)
 	switch {
@@ -114,4 +116,18 @@ func classify(err error, stmt int, denied string) *Error {
 		out.Code = CodeInternal
 	}
 	return out
+}
+
+// cleanMessage drops SQLite's generic prefix and numeric suffix:
+// "SQL logic error: no such table: x (1)" becomes "no such table: x".
+func cleanMessage(m string) string {
+	for _, p := range []string{"SQL logic error: ", "constraint failed: "} {
+		m = strings.TrimPrefix(m, p)
+	}
+	if i := strings.LastIndex(m, " ("); i > 0 && strings.HasSuffix(m, ")") {
+		if _, err := strconv.Atoi(m[i+2 : len(m)-1]); err == nil {
+			m = m[:i]
+		}
+	}
+	return m
 }

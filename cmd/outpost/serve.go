@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/outpost-edge/outpost"
+	"github.com/outpost-edge/outpost/api"
+	"github.com/outpost-edge/outpost/node"
+)
+
+func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
+	fs := newFlagSet("serve", stderr)
+	data := fs.String("data", "", "data directory (identity, key, database); required")
+	schemaFile := fs.String("schema", "", "schema file (SQLite DDL) applied at start")
+	apiAddr := fs.String("api", "127.0.0.1:7700", "app API listen address")
+	token := fs.String("api-token", "", "bearer token required on /v1/* (prefer the OUTPOST_API_TOKEN environment variable)")
+	maxBody := fs.Int64("max-body", api.DefaultMaxBody, "largest API request body in bytes (larger ones get 413)")
+	maxDrift := fs.Duration("max-drift", 500*time.Millisecond, "refuse remote changes whose clock is further ahead than this")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	shutdown := fs.Duration("shutdown-timeout", 10*time.Second, "how long in-flight requests may take to finish on SIGINT/SIGTERM")
+	var idf identityFlags
+	idf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	cfg := node.Config{
+		DataDir: *data, SchemaFile: *schemaFile, APIAddr: *apiAddr, APIToken: *token,
+		MaxBody: *maxBody, MaxDrift: *maxDrift, Logger: log,
+	}
+	if !idf.empty() {
+		if cfg.Identity, err = idf.identity(); err != nil {
+			return err
+		}
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	n, err := node.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	n.Serve()
+	<-ctx.Done()
+	log.Info("shutting down", "name", n.Identity.Name)
+	sctx, cancel := context.WithTimeout(context.Background(), *shutdown)
+	defer cancel()
+	if err := n.Close(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped", "name", n.Identity.Name, "version", outpost.Version)
+	return nil
+}

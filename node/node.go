@@ -1,0 +1,137 @@
+// Package node is the composition root: it opens a whole Outpost node (store,
+// app API listener) from a Config and closes it again.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/outpost-edge/outpost"
+	"github.com/outpost-edge/outpost/api"
+	"github.com/outpost-edge/outpost/identity"
+	"github.com/outpost-edge/outpost/store"
+)
+
+// Config is everything a node needs to start.
+type Config struct {
+	DataDir    string           // data directory: identity, key, database
+	Identity   outpost.Identity // used only to create the identity when DataDir has none
+	SchemaFile string           // path of the schema DDL; empty = no user tables
+	APIAddr    string           // app API listen address; ":0" picks a free port
+	APIToken   string           // bearer token for /v1/*; empty = none
+	MaxBody    int64            // API request body limit in bytes
+	MaxDrift   time.Duration    // clock drift limit for remote changes
+	Logger     *slog.Logger
+}
+
+// Node is a running Outpost node.
+type Node struct {
+	cfg      Config
+	log      *slog.Logger
+	Identity outpost.Identity
+	Key      *identity.Key
+	Store    *store.Store
+	API      *api.Server
+
+	apiLn  net.Listener
+	apiSrv *http.Server
+	served chan error
+}
+
+// Open loads (or, when Identity is set and the data directory has none,
+// creates) the node's identity, opens its store and binds its listeners.
+// Call Serve to start answering and Close to stop.
+func Open(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("open node: no data directory (--data or OUTPOST_DATA)")
+	}
+	id, key, err := loadOrCreateIdentity(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open node: %w", err)
+	}
+	var ddl []byte
+	if cfg.SchemaFile != "" {
+		if ddl, err = os.ReadFile(cfg.SchemaFile); err != nil {
+			return nil, fmt.Errorf("open node: read schema: %w", err)
+		}
+	}
+	st, err := store.Open(ctx, store.Options{
+		Dir: cfg.DataDir, Identity: id, Schema: string(ddl), MaxDrift: cfg.MaxDrift,
+		Logger: cfg.Logger.With("component", "store"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open node: %w", err)
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, Identity: id, Key: key, Store: st, served: make(chan error, 1)}
+	n.API = api.New(st, api.Config{Token: cfg.APIToken, MaxBody: cfg.MaxBody, Logger: cfg.Logger.With("component", "api")})
+	if n.apiLn, err = net.Listen("tcp", cfg.APIAddr); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("open node: listen on %s: %w", cfg.APIAddr, err)
+	}
+	n.apiSrv = &http.Server{
+		Handler:           n.API,
+		ReadHeaderTimeout: api.ReadTimeouts.Header,
+		IdleTimeout:       api.ReadTimeouts.Idle,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	return n, nil
+}
+
+func loadOrCreateIdentity(cfg Config) (outpost.Identity, *identity.Key, error) {
+	id, key, err := identity.Load(cfg.DataDir)
+	switch {
+	case err == nil:
+		if cfg.Identity != (outpost.Identity{}) && cfg.Identity != id {
+			return id, nil, fmt.Errorf("the identity flags (%s) disagree with %s in %s (%s); drop the flags or run keygen --force", describe(cfg.Identity), identity.IdentityFile, cfg.DataDir, describe(id))
+		}
+		return id, key, nil
+	case errors.Is(err, identity.ErrNoIdentity) && cfg.Identity != (outpost.Identity{}):
+		if key, err = identity.Generate(); err != nil {
+			return id, nil, err
+		}
+		if err := identity.Write(cfg.DataDir, cfg.Identity, key, false); err != nil {
+			return id, nil, err
+		}
+		cfg.Logger.Info("created node identity", "name", cfg.Identity.Name, "key", key.Fingerprint(), "dir", cfg.DataDir)
+		return cfg.Identity, key, nil
+	default:
+		return id, nil, err
+	}
+}
+
+func describe(id outpost.Identity) string {
+	return fmt.Sprintf("name=%s location=%s farm=%s role=%s code=%s", id.Name, id.Location, id.Farm, id.Role, id.Code)
+}
+
+// APIURL returns the base URL of the app API, e.g. http://127.0.0.1:7700.
+func (n *Node) APIURL() string { return "http://" + n.apiLn.Addr().String() }
+
+// Serve starts answering on the node's listeners; it returns at once.
+func (n *Node) Serve() {
+	go func() { n.served <- n.apiSrv.Serve(n.apiLn) }()
+	n.log.Info("node serving", "name", n.Identity.Name, "role", n.Identity.Role, "farm", n.Identity.Farm,
+		"api", n.APIURL(), "incarnation", n.Store.Incarnation(), "db_version", n.Store.DBVersion(), "version", outpost.Version)
+}
+
+// Close stops taking requests, lets in-flight ones finish (within ctx), and
+// closes the store.
+func (n *Node) Close(ctx context.Context) error {
+	err := n.apiSrv.Shutdown(ctx)
+	_ = n.apiLn.Close() // in case Serve never ran
+	if err != nil {
+		n.apiSrv.Close()
+	}
+	if cerr := n.Store.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
