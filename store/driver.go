@@ -69,7 +69,10 @@ func (s *Store) openWriterDB(path string) (*sql.DB, error) {
 		return nil, fmt.Errorf("register outpost_slug: %w", err)
 	}
 	db := sql.OpenDB(connector{drv: drv, dsn: dsn(path,
-		"journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(0)", "recursive_triggers(0)", "busy_timeout(10000)")})
+		"journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(0)", "recursive_triggers(0)", "busy_timeout(10000)",
+		// Savepoint journals stay in memory: one per client transaction would
+		// otherwise cost a temp-file write per page touched.
+		"temp_store(MEMORY)", "cache_size(-65536)")})
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)

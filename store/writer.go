@@ -111,7 +111,7 @@ func (s *Store) group(batch []*job) {
 			close(j.done)
 		}
 	}()
-	if _, err := s.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+	if err := s.control(ctx, "BEGIN IMMEDIATE"); err != nil {
 		for _, j := range batch {
 			j.err = &Error{Code: CodeInternal, Statement: -1, Message: "begin transaction: " + err.Error(), Err: err}
 		}
@@ -141,13 +141,13 @@ func (s *Store) group(batch []*job) {
 		for _, sl := range tc.slugs {
 			s.slugs.Release(sl.slug)
 		}
-		if _, rerr := s.conn.ExecContext(ctx, "ROLLBACK TO outpost_tx"); rerr != nil {
+		if rerr := s.control(ctx, "ROLLBACK TO outpost_tx"); rerr != nil {
 			// SQLite rolled back the whole transaction (e.g. I/O error):
 			// nothing of this group is left.
 			broken = true
 			continue
 		}
-		if _, rerr := s.conn.ExecContext(ctx, "RELEASE outpost_tx"); rerr != nil {
+		if rerr := s.control(ctx, "RELEASE outpost_tx"); rerr != nil {
 			broken = true
 		}
 	}
@@ -181,11 +181,21 @@ func (s *Store) group(batch []*job) {
 	s.broadcast()
 }
 
+// control runs a transaction-control statement, prepared once.
+func (s *Store) control(ctx context.Context, query string) error {
+	st, err := s.stmts.get(ctx, query)
+	if err != nil {
+		return err
+	}
+	_, err = st.ExecContext(ctx)
+	return err
+}
+
 var errAborted = &Error{Code: CodeTransactionAborted, Statement: -1,
 	Message: "the database aborted the commit group this transaction was part of; nothing of it was applied; retry"}
 
 func (s *Store) runJob(ctx context.Context, j *job, tc *txContext) (err error) {
-	if _, err := s.conn.ExecContext(ctx, "SAVEPOINT outpost_tx"); err != nil {
+	if err := s.control(ctx, "SAVEPOINT outpost_tx"); err != nil {
 		return &Error{Code: CodeInternal, Statement: -1, Message: "savepoint: " + err.Error(), Err: err}
 	}
 	s.cur = tc
@@ -202,7 +212,7 @@ func (s *Store) runJob(ctx context.Context, j *job, tc *txContext) (err error) {
 	if err := s.persistSlugs(ctx, tc); err != nil {
 		return err
 	}
-	if _, err := s.conn.ExecContext(ctx, "RELEASE outpost_tx"); err != nil {
+	if err := s.control(ctx, "RELEASE outpost_tx"); err != nil {
 		return &Error{Code: CodeInternal, Statement: -1, Message: "release savepoint: " + err.Error(), Err: err}
 	}
 	return nil
@@ -237,7 +247,7 @@ func (s *Store) finishGroup(ctx context.Context) error {
 		return fmt.Errorf("write meta: %w", err)
 	}
 	t := time.Now()
-	if _, err := s.conn.ExecContext(ctx, "COMMIT"); err != nil {
+	if err := s.control(ctx, "COMMIT"); err != nil {
 		return err
 	}
 	s.stats.commitNanos.Add(time.Since(t).Nanoseconds())

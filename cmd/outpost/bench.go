@@ -2,7 +2,153 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/outpost-edge/outpost/bench"
 )
 
-func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error { return nil }
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("bench", stderr)
+	apiURL := fs.String("target", "", "API URL of a running node whose schema has the bench table (see bench.Schema); empty = start a node of our own on loopback")
+	token := fs.String("api-token", "", "bearer token of the target node")
+	dataDir := fs.String("data", "", "directory on the disk to measure fsync on (and the data dir of the node we start); empty = a temp dir")
+	duration := fs.Duration("duration", 5*time.Second, "time limit per scenario")
+	maxOps := fs.Int64("max-ops", 200_000, "operation limit per scenario")
+	asJSON := fs.Bool("json", false, "print results as JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	lim := bench.Limits{Duration: *duration, MaxOps: *maxOps}
+	dir := *dataDir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "outpost-bench-*")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	url := *apiURL
+	if url == "" {
+		u, stop, err := startBenchNode(ctx, filepath.Join(dir, "node"), stderr)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		url = u
+	}
+
+	var results []bench.Result
+	add := func(r bench.Result) {
+		results = append(results, r)
+		if !*asJSON {
+			fmt.Fprintf(stderr, "  %-36s %10.0f/s  p50 %-9s p99 %-9s errors %d %s\n", r.Name, r.PerSecond, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Errors, r.Note)
+		}
+	}
+	fsync, err := bench.Fsync(dir, bench.Limits{Duration: min(*duration, 3*time.Second), MaxOps: *maxOps})
+	if err != nil {
+		return err
+	}
+	add(fsync)
+	run0 := strconv.FormatInt(time.Now().UnixNano(), 36)
+	c1 := bench.NewClient(url, *token, 1)
+	c16 := bench.NewClient(url, *token, 16)
+	w1, ids1 := bench.Writes(ctx, c1, 1, lim, run0+"a")
+	add(w1)
+	w16, ids16 := bench.Writes(ctx, c16, 16, lim, run0+"b")
+	add(w16)
+	add(bench.Transactions(ctx, c16, 4, 100, lim, run0+"c"))
+	ids := append(ids1, ids16...)
+	if len(ids) == 0 {
+		return errors.New("no write succeeded, so there is nothing to read back; see the errors above")
+	}
+	add(bench.Reads(ctx, c1, 1, lim, ids))
+	add(bench.Reads(ctx, c16, 16, lim, ids))
+
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(results)
+	}
+	fmt.Fprintln(stdout, "| scenario | ops/s | p50 | p99 | p50 / fsync p50 | errors |")
+	fmt.Fprintln(stdout, "| --- | ---: | ---: | ---: | ---: | ---: |")
+	for _, r := range results {
+		ratio := "-"
+		if fsync.P50 > 0 {
+			ratio = fmt.Sprintf("%.2f", float64(r.P50)/float64(fsync.P50))
+		}
+		fmt.Fprintf(stdout, "| %s | %.0f | %s | %s | %s | %d |\n", r.Name, r.PerSecond, fmtDur(r.P50), fmtDur(r.P99), ratio, r.Errors)
+	}
+	return nil
+}
+
+func fmtDur(d time.Duration) string {
+	return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond))
+}
+
+// startBenchNode runs `outpost serve` (this binary) on a free loopback port
+// with the bench schema and returns its URL and a function that stops it.
+func startBenchNode(ctx context.Context, dir string, stderr io.Writer) (string, func(), error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", nil, err
+	}
+	schema := filepath.Join(dir, "bench.sql")
+	if err := os.WriteFile(schema, []byte(bench.Schema), 0o644); err != nil {
+		return "", nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	self, err := os.Executable()
+	if err != nil {
+		return "", nil, err
+	}
+	cmd := exec.CommandContext(ctx, self, "serve", "--data", dir, "--schema", schema, "--api", addr, "--log-level", "warn",
+		"--name", "BENCH01", "--location", "LHR", "--farm", "lhr", "--role", "edge", "--code", "00bb")
+	cmd.Stderr = stderr
+	cmd.Env = append(os.Environ(), "OUTPOST_API_TOKEN=")
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	stop := func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}
+	url := "http://" + addr
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get(url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				fmt.Fprintf(stderr, "bench: node %s on %s (data %s)\n", "BENCH01", url, dir)
+				return url, stop, nil
+			}
+		}
+	}
+	stop()
+	return "", nil, fmt.Errorf("bench node did not answer /healthz on %s within 15s", url)
+}
