@@ -18,6 +18,7 @@ import (
 
 	"github.com/outpost-edge/outpost"
 	"github.com/outpost-edge/outpost/capture"
+	"github.com/outpost-edge/outpost/sqltext"
 	_ "modernc.org/sqlite" // scratch database driver
 )
 
@@ -148,6 +149,9 @@ func parse(ctx context.Context, src string, internal bool) (*Schema, error) {
 		if !internal && strings.HasPrefix(strings.ToLower(o.Name), capture.Prefix) {
 			problems = append(problems, fmt.Sprintf("%s %q: names starting with %q are reserved for Outpost; rename it", o.Type, o.Name, capture.Prefix))
 			continue
+		}
+		if rb, _ := sqltext.HasKeyword(o.SQL, "ROLLBACK"); rb {
+			problems = append(problems, fmt.Sprintf("%s %q: ON CONFLICT ROLLBACK / RAISE(ROLLBACK) would roll back every transaction of a commit group, not just the failing one; use ABORT (the default) instead", o.Type, o.Name))
 		}
 		if o.Type != "table" {
 			s.Objects = append(s.Objects, o)

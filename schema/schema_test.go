@@ -1,0 +1,86 @@
+package schema_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/outpost-edge/outpost"
+	"github.com/outpost-edge/outpost/schema"
+)
+
+func TestParse_Rules(t *testing.T) {
+	cases := []struct {
+		name string
+		ddl  string
+		want []string // substrings of the error; nil = valid
+	}{
+		{"valid", `CREATE TABLE pages (id TEXT PRIMARY KEY NOT NULL, title TEXT NOT NULL DEFAULT '', body TEXT); CREATE INDEX pages_title ON pages (title); CREATE VIEW v AS SELECT id FROM pages;`, nil},
+		{"valid composite without rowid", `CREATE TABLE kv (k TEXT NOT NULL, n INTEGER NOT NULL, v, PRIMARY KEY (k, n)) WITHOUT ROWID;`, nil},
+		{"valid integer key without rowid", `CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL) WITHOUT ROWID;`, nil},
+		{"empty file", ``, nil},
+		{"no primary key", `CREATE TABLE t (a TEXT);`, []string{`table "t"`, "no explicit PRIMARY KEY", "outpost_id()"}},
+		{"nullable key", `CREATE TABLE t (id TEXT PRIMARY KEY, a TEXT);`, []string{`table "t"`, `"id" may be NULL`, "PRIMARY KEY NOT NULL"}},
+		{"autoincrement", `CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, a TEXT);`, []string{`table "t"`, "AUTOINCREMENT", "outpost_id()"}},
+		{"rowid alias", `CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a TEXT);`, []string{`table "t"`, "alias for the rowid", "TEXT PRIMARY KEY NOT NULL"}},
+		{"unique constraint", `CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, email TEXT UNIQUE);`, []string{`table "t"`, "UNIQUE constraint", "outpost_slug()"}},
+		{"unique index", `CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, email TEXT); CREATE UNIQUE INDEX t_email ON t (email);`, []string{`table "t"`, `unique index "t_email"`}},
+		{"not null without default", `CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, a TEXT NOT NULL);`, []string{`table "t"`, `column "a" is NOT NULL without a DEFAULT`, "DEFAULT"}},
+		{"datetime column", `CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, at DATETIME);`, []string{`column "at" is declared DATETIME`, "TEXT (ISO-8601)"}},
+		{"reserved table name", `CREATE TABLE outpost_x (id TEXT PRIMARY KEY NOT NULL);`, []string{"reserved for Outpost"}},
+		{"reserved column name", `CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, outpost_x TEXT);`, []string{`column name "outpost_x" is reserved`}},
+		{"rollback conflict clause", `CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, a TEXT NOT NULL ON CONFLICT ROLLBACK DEFAULT '');`, []string{"ROLLBACK"}},
+		{"not sql", `CREATE TABLE (`, []string{"does not run in SQLite"}},
+		{"several problems reported together", `CREATE TABLE a (x TEXT); CREATE TABLE b (id TEXT PRIMARY KEY NOT NULL, y TEXT NOT NULL);`, []string{`table "a"`, `table "b"`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := schema.Parse(context.Background(), tc.ddl)
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("Parse: %v", err)
+				}
+				if s.Version == "" {
+					t.Fatal("no schema version")
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Parse accepted %q", tc.ddl)
+			}
+			if !errors.Is(err, outpost.ErrInvalidSchema) {
+				t.Errorf("error does not wrap ErrInvalidSchema: %v", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestParse_Tables(t *testing.T) {
+	s, err := schema.Parse(context.Background(), `CREATE TABLE kv (k TEXT NOT NULL, v BLOB, n INTEGER NOT NULL, PRIMARY KEY (n, k)) WITHOUT ROWID;`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, ok := s.Table("KV")
+	if !ok {
+		t.Fatal("table lookup is not case-insensitive")
+	}
+	pk := tbl.PK()
+	if len(pk) != 2 || pk[0].Name != "n" || pk[1].Name != "k" {
+		t.Fatalf("PK order = %+v, want n, k", pk)
+	}
+	ct := tbl.Capture()
+	if len(ct.Columns) != 1 || ct.Columns[0].Name != "v" {
+		t.Fatalf("capture columns = %+v", ct.Columns)
+	}
+	s2, _ := schema.Parse(context.Background(), `CREATE TABLE kv (k TEXT NOT NULL, v BLOB, n INTEGER NOT NULL, PRIMARY KEY (n, k)) WITHOUT ROWID;`)
+	s3, _ := schema.Parse(context.Background(), `CREATE TABLE kv (k TEXT NOT NULL, v TEXT, n INTEGER NOT NULL, PRIMARY KEY (n, k)) WITHOUT ROWID;`)
+	if s.Version != s2.Version || s.Version == s3.Version {
+		t.Fatalf("schema versions: same DDL %v, different DDL %v", s.Version == s2.Version, s.Version == s3.Version)
+	}
+}
