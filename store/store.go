@@ -61,12 +61,12 @@ type Store struct {
 	slugsReady     atomic.Bool
 
 	// Writer-goroutine state (also read by SQL functions, which run on it).
-	cur     *txContext
-	appMode bool   // preparing a client statement: the authorizer restricts it
-	denied  string // why the authorizer last refused
+	cur      *txContext
+	appMode  bool       // preparing a client statement: the authorizer restricts it
+	denied   string     // why the authorizer last refused
 	stmts    *stmtCache // Outpost's own statements
 	appStmts *stmtCache // client statements, prepared under the app authorizer
-	dbv     int64 // last committed db_version
+	dbv      int64      // last committed db_version
 
 	committed atomic.Int64 // last committed db_version, for readers of the store
 	stats     writerStats

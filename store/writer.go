@@ -37,9 +37,9 @@ func (tx *Tx) DBVersion() int64 { return tx.tc.dbv }
 
 // Stats describe the writer's work, for metrics and benchmarks.
 type Stats struct {
-	Groups       int64 // commit groups (one fsync each)
-	Transactions int64 // transactions committed
-	Failed       int64 // transactions rolled back alone
+	Groups       int64         // commit groups (one fsync each)
+	Transactions int64         // transactions committed
+	Failed       int64         // transactions rolled back alone
 	CommitTime   time.Duration // total time spent in COMMIT (the fsync)
 }
 
