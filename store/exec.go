@@ -137,23 +137,31 @@ func paramCount(toks []sqltext.Token) int {
 }
 
 // appExec runs one client statement on the writer connection.
+//
+// The client's context is checked before each statement but not passed into
+// SQLite: interrupting a statement would make SQLite roll back the whole
+// commit group, not just this client's savepoint.
 func (tx *Tx) appExec(c checkedStmt, i int) (Result, error) {
 	s := tx.s
+	if err := tx.ctx.Err(); err != nil {
+		return Result{}, err
+	}
+	ctx := context.WithoutCancel(tx.ctx)
 	s.appMode, s.denied = true, ""
-	st, err := s.appStmts.get(tx.ctx, c.sql)
+	st, err := s.appStmts.get(ctx, c.sql)
 	s.appMode = false
 	if err != nil {
 		return Result{}, tx.classify(err, i)
 	}
 	if !c.returning {
-		res, err := st.ExecContext(tx.ctx, c.args...)
+		res, err := st.ExecContext(ctx, c.args...)
 		if err != nil {
 			return Result{}, tx.classify(err, i)
 		}
 		n, _ := res.RowsAffected()
 		return Result{RowsAffected: n}, nil
 	}
-	rows, err := st.QueryContext(tx.ctx, c.args...)
+	rows, err := st.QueryContext(ctx, c.args...)
 	if err != nil {
 		return Result{}, tx.classify(err, i)
 	}

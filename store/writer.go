@@ -18,7 +18,8 @@ type job struct {
 	capture bool // local transaction: capture triggers record versions
 	done    chan struct{}
 	err     error
-	dbv     int64 // db_version it committed as
+	dbv     int64    // db_version it committed as
+	slugs   []string // slugs it issued, released again if it does not commit
 }
 
 // Tx is a transaction being executed by the writer. It is valid only inside
@@ -106,8 +107,16 @@ func (s *Store) run() {
 // one COMMIT (and so one fsync) for all.
 func (s *Store) group(batch []*job) {
 	ctx := context.Background()
+	committed := 0
 	defer func() {
+		s.stats.txns.Add(int64(committed))
+		s.stats.failed.Add(int64(len(batch) - committed))
 		for _, j := range batch {
+			if j.err != nil {
+				for _, sl := range j.slugs {
+					s.slugs.Release(sl)
+				}
+			}
 			close(j.done)
 		}
 	}()
@@ -122,7 +131,7 @@ func (s *Store) group(batch []*job) {
 	broken := false
 	for _, j := range batch {
 		if broken {
-			j.err = errAborted
+			j.err = errAborted()
 			continue
 		}
 		if err := j.ctx.Err(); err != nil {
@@ -131,6 +140,9 @@ func (s *Store) group(batch []*job) {
 		}
 		tc := &txContext{capture: j.capture, hlc: int64(s.clock.Now()), dbv: s.dbv + 1}
 		err := s.runJob(ctx, j, tc)
+		for _, sl := range tc.slugs {
+			j.slugs = append(j.slugs, sl.slug)
+		}
 		if err == nil {
 			s.dbv++
 			j.dbv = tc.dbv
@@ -138,9 +150,6 @@ func (s *Store) group(batch []*job) {
 			continue
 		}
 		j.err = err
-		for _, sl := range tc.slugs {
-			s.slugs.Release(sl.slug)
-		}
 		if rerr := s.control(ctx, "ROLLBACK TO outpost_tx"); rerr != nil {
 			// SQLite rolled back the whole transaction (e.g. I/O error):
 			// nothing of this group is left.
@@ -155,7 +164,7 @@ func (s *Store) group(batch []*job) {
 		_, _ = s.conn.ExecContext(ctx, "ROLLBACK")
 		s.dbv = start
 		for _, j := range ok {
-			j.err, j.dbv = errAborted, 0
+			j.err, j.dbv = errAborted(), 0
 		}
 		return
 	}
@@ -176,8 +185,7 @@ func (s *Store) group(batch []*job) {
 	}
 	s.committed.Store(s.dbv)
 	s.stats.groups.Add(1)
-	s.stats.txns.Add(int64(len(ok)))
-	s.stats.failed.Add(int64(len(batch) - len(ok)))
+	committed = len(ok)
 	s.broadcast()
 }
 
@@ -191,8 +199,10 @@ func (s *Store) control(ctx context.Context, query string) error {
 	return err
 }
 
-var errAborted = &Error{Code: CodeTransactionAborted, Statement: -1,
-	Message: "the database aborted the commit group this transaction was part of; nothing of it was applied; retry"}
+func errAborted() *Error {
+	return &Error{Code: CodeTransactionAborted, Statement: -1,
+		Message: "the database aborted the commit group this transaction was part of; nothing of it was applied; retry"}
+}
 
 func (s *Store) runJob(ctx context.Context, j *job, tc *txContext) (err error) {
 	if err := s.control(ctx, "SAVEPOINT outpost_tx"); err != nil {
