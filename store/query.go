@@ -25,7 +25,11 @@ func (s *Store) Query(ctx context.Context, st Statement) (*Rows, error) {
 	if v := sqltext.Verb(c.sql); !readVerbs[v] {
 		return nil, errorf(CodeReadOnly, -1, "/v1/query only runs reads (SELECT, VALUES, EXPLAIN, read-only PRAGMA) but this is %s; send writes to /v1/exec", strings.TrimSpace(v))
 	}
-	rows, err := s.rdb.QueryContext(ctx, c.sql, c.args...)
+	ps, err := s.reads.get(ctx, c.sql)
+	if err != nil {
+		return nil, s.readErr(err)
+	}
+	rows, err := ps.QueryContext(ctx, c.args...)
 	if err != nil {
 		return nil, s.readErr(err)
 	}

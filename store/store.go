@@ -47,9 +47,10 @@ type Store struct {
 	log    *slog.Logger
 	schema *schema.Schema
 
-	wdb  *sql.DB
-	conn *sql.Conn // the writer connection, used only by the writer goroutine
-	rdb  *sql.DB
+	wdb   *sql.DB
+	conn  *sql.Conn // the writer connection, used only by the writer goroutine
+	rdb   *sql.DB
+	reads *readStmts // prepared statements on rdb
 
 	clock *hlc.Clock
 	ids   *ids.Generator
@@ -179,6 +180,7 @@ func (s *Store) open(ctx context.Context, path string, created bool) error {
 	if err := s.rdb.PingContext(ctx); err != nil {
 		return fmt.Errorf("open readers: %w", err)
 	}
+	s.reads = newReadStmts(s.rdb, 1024)
 	return nil
 }
 
@@ -200,6 +202,9 @@ func (s *Store) Close() error {
 
 func (s *Store) closeDBs() error {
 	var first error
+	if s.reads != nil {
+		s.reads.close()
+	}
 	for _, c := range []*stmtCache{s.stmts, s.appStmts} {
 		if c != nil {
 			c.close()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -24,6 +25,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	maxDrift := fs.Duration("max-drift", 500*time.Millisecond, "refuse remote changes whose clock is further ahead than this")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	shutdown := fs.Duration("shutdown-timeout", 10*time.Second, "how long in-flight requests may take to finish on SIGINT/SIGTERM")
+	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile of the whole run to this file (for performance work)")
 	var idf identityFlags
 	idf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -41,6 +43,16 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		if cfg.Identity, err = idf.identity(); err != nil {
 			return err
 		}
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
