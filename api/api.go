@@ -12,6 +12,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -70,14 +72,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusInternalServerError, store.CodeInternal, "internal error", -1)
 		}
 	}()
-	// Method mismatches on known paths get a JSON 405, not the mux's text.
-	if h, pattern := s.mux.Handler(r); pattern == "" {
-		if allowed := allowedMethod(r.URL.Path); allowed != "" && allowed != r.Method {
+	// Method mismatches on the API's paths get a JSON 405. The mux cannot
+	// report them: its catch-all "/" route matches every method and path, so
+	// without this check they would get the catch-all's 404.
+	if allowed := allowedMethod(r.URL.Path); allowed != "" && r.Method != allowed &&
+		(allowed != http.MethodGet || r.Method != http.MethodHead) {
+		if allowed == http.MethodGet {
+			w.Header().Set("Allow", "GET, HEAD")
+		} else {
 			w.Header().Set("Allow", allowed)
-			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s takes %s", r.URL.Path, allowed), -1)
-			return
 		}
-		_ = h
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s takes %s, not %s", r.URL.Path, allowed, r.Method), -1)
+		return
 	}
 	s.mux.ServeHTTP(w, r)
 }
@@ -127,7 +133,7 @@ type stmtJSON struct {
 
 func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 	var req execRequest
-	if !s.decode(w, r, &req) {
+	if !s.decode(w, r, &req, execShape) {
 		return
 	}
 	if req.Statements == nil {
@@ -174,7 +180,7 @@ type queryRequest struct {
 
 func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 	var req queryRequest
-	if !s.decode(w, r, &req) {
+	if !s.decode(w, r, &req, queryShape) {
 		return
 	}
 	st, ok := convertStmt(w, stmtJSON(req), -1)
@@ -257,8 +263,8 @@ func convertStmt(w http.ResponseWriter, st stmtJSON, i int) (store.Statement, bo
 }
 
 // decode reads a JSON body strictly: size-limited, no unknown fields, exactly
-// one value.
-func (s *Server) decode(w http.ResponseWriter, r *http.Request, dst any) bool {
+// one value, and (see checkMembers) no member given twice or in the wrong case.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, dst any, sh shape) bool {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -279,7 +285,13 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, dst any) bool {
 		} else if errors.Is(err, io.EOF) {
 			msg = "the body is empty; send a JSON object"
 		} else if te := (*json.UnmarshalTypeError)(nil); errors.As(err, &te) {
-			msg = fmt.Sprintf("field %q must be %s, not JSON %s", te.Field, te.Type, te.Value)
+			if te.Field == "" {
+				msg = "the body must be a JSON object, not JSON " + te.Value
+			} else {
+				// Well-formed JSON of the wrong shape, like a missing "sql".
+				code = store.CodeBadRequest
+				msg = fmt.Sprintf("field %q: expected %s, not JSON %s; see docs/API.md for the request format", te.Field, jsonKind(te.Type), te.Value)
+			}
 		}
 		writeError(w, http.StatusBadRequest, code, msg, -1)
 		return false
@@ -288,7 +300,100 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, dst any) bool {
 		writeError(w, http.StatusBadRequest, "invalid_json", "the body holds more than one JSON value", -1)
 		return false
 	}
+	if code, msg := checkMembers(body, sh); code != "" {
+		writeError(w, http.StatusBadRequest, code, msg, -1)
+		return false
+	}
 	return true
+}
+
+// jsonKind names the JSON form of a Go type decoded into.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	case reflect.String:
+		return "a string"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Interface:
+		return "a value"
+	}
+	return "a number"
+}
+
+// shape lists the member names of a request object and, for a member that
+// is an array of objects, those objects' member names.
+type shape struct {
+	names []string
+	elems map[string][]string
+}
+
+var (
+	execShape  = shape{names: []string{"statements"}, elems: map[string][]string{"statements": {"sql", "args"}}}
+	queryShape = shape{names: []string{"sql", "args"}}
+)
+
+// checkMembers refuses what encoding/json silently accepts in the request's
+// own objects (it does not look inside args): a member given twice, where
+// the last one would win, and a member name in the wrong case, which
+// encoding/json matches case-insensitively ({"SQL":...}). body has already
+// been decoded, so it is one well-formed value of the right shape. It
+// returns an error code and message, or "" if body is fine.
+func checkMembers(body []byte, sh shape) (code, msg string) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	return checkObject(dec, sh.names, sh.elems)
+}
+
+func checkObject(dec *json.Decoder, names []string, elems map[string][]string) (code, msg string) {
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return "", "" // null
+	}
+	seen := make(map[string]bool, len(names))
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return "", ""
+		}
+		k, _ := t.(string)
+		if !slices.Contains(names, k) {
+			want := ""
+			for _, n := range names {
+				if strings.EqualFold(n, k) {
+					want = n
+				}
+			}
+			return "unknown_field", fmt.Sprintf("unknown field %q (member names are case-sensitive: %q); see docs/API.md for the request format", k, want)
+		}
+		if seen[k] {
+			return "invalid_json", fmt.Sprintf("member %q appears twice in one object", k)
+		}
+		seen[k] = true
+		if sub, ok := elems[k]; ok {
+			if t, err := dec.Token(); err != nil || t != json.Delim('[') {
+				continue // null
+			}
+			for dec.More() {
+				if code, msg := checkObject(dec, sub, nil); code != "" {
+					return code, msg
+				}
+			}
+			if _, err := dec.Token(); err != nil {
+				return "", ""
+			}
+			continue
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return "", ""
+		}
+	}
+	_, _ = dec.Token() // '}'
+	return "", ""
 }
 
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {

@@ -16,11 +16,16 @@ import (
 //	NULL     null
 //	INTEGER  a number without fraction or exponent, exact to 64 bits: 42
 //	REAL     a number with a fraction or exponent: 42.0, 1e-7; non-finite reals
-//	         as {"$real":"NaN"|"Infinity"|"-Infinity"}
+//	         as {"$real":"Infinity"|"-Infinity"}
 //	TEXT     a string
 //	BLOB     {"$blob":"<standard base64>"}
 //
 // On input, true and false are accepted as the integers 1 and 0.
+//
+// SQLite has no NaN: it stores a NaN as NULL (and the NaN result of an
+// expression is NULL), so {"$real":"NaN"} is refused on input rather than
+// silently stored as NULL. appendValue still writes a NaN as
+// {"$real":"NaN"}, so the output is valid JSON whatever the driver returns.
 
 // decodeArg turns a JSON value decoded with UseNumber into an SQLite value.
 func decodeArg(v any) (any, error) {
@@ -60,13 +65,13 @@ func decodeArg(v any) (any, error) {
 			if r, ok := x["$real"].(string); ok {
 				switch r {
 				case "NaN":
-					return math.NaN(), nil
+					return nil, fmt.Errorf(`SQLite cannot store NaN (it would silently become NULL); send null if NULL is meant`)
 				case "Infinity":
 					return math.Inf(1), nil
 				case "-Infinity":
 					return math.Inf(-1), nil
 				}
-				return nil, fmt.Errorf(`$real must be "NaN", "Infinity" or "-Infinity"; finite reals are plain numbers`)
+				return nil, fmt.Errorf(`$real must be "Infinity" or "-Infinity"; finite reals are plain numbers`)
 			}
 		}
 		return nil, fmt.Errorf(`objects are not SQL values; a blob is {"$blob":"<base64>"}`)
