@@ -102,10 +102,12 @@ func (s *Server) auth(next http.HandlerFunc) http.HandlerFunc {
 	if s.cfg.Token == "" {
 		return next
 	}
-	want := []byte("Bearer " + s.cfg.Token)
+	want := []byte(s.cfg.Token)
 	return func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
+		h := r.Header.Get("Authorization")
+		scheme, tok, _ := strings.Cut(h, " ")
+		got := []byte(h)
+		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="outpost"`)
 			msg := "missing bearer token: send Authorization: Bearer <OUTPOST_API_TOKEN>"
 			if len(got) > 0 {

@@ -962,14 +962,10 @@ func TestServer_Limits(t *testing.T) {
 	})
 }
 
-// TestServer_KnownStoreBugs describes behaviour of package store that is
-// wrong today, seen through the API. Each subtest is skipped until the store
-// is fixed; remove its Skip with the fix.
-func TestServer_KnownStoreBugs(t *testing.T) {
+// TestServer_StoreEdgeCases covers store behaviour seen through the API that
+// was once wrong: named parameters, rows_affected of reads, use after Close.
+func TestServer_StoreEdgeCases(t *testing.T) {
 	t.Run("named parameters take positional args", func(t *testing.T) {
-		t.Skip("store bug: store.check counts :name/@name/$name parameters as positional (like sqlite3_bind_parameter_count), " +
-			"but the store passes the args unnamed and modernc.org/sqlite binds a named parameter only by name, " +
-			`so "SELECT :a" with args [1] fails with wrong_arg_count "missing named argument"`)
 		ts := newTestServer(t)
 		if got, want := ts.query(t, "SELECT :a, @b, $c, :a", 1, 2, 3), `{"columns":[":a","@b","$c",":a"],"rows":[[1,2,3,1]]}`; got != want {
 			t.Errorf("got %s, want %s", got, want)
@@ -977,9 +973,6 @@ func TestServer_KnownStoreBugs(t *testing.T) {
 	})
 
 	t.Run("rows_affected of a statement that changes nothing", func(t *testing.T) {
-		t.Skip("store bug: appExec reports sql.Result.RowsAffected (sqlite3_changes) for every statement, which for a " +
-			"statement that is not INSERT/UPDATE/DELETE (SELECT, VALUES) is the stale count of an earlier statement on the " +
-			"writer connection, e.g. 2 from Outpost's own outpost_meta upsert in finishGroup")
 		ts := newTestServer(t)
 		ts.exec(t, stmt{SQL: "INSERT INTO pages (id) VALUES ('a'), ('b'), ('c')"})
 		r := ts.exec(t, stmt{SQL: "SELECT * FROM pages"}, stmt{SQL: "VALUES (1)"})
@@ -991,9 +984,6 @@ func TestServer_KnownStoreBugs(t *testing.T) {
 	})
 
 	t.Run("query after Close", func(t *testing.T) {
-		t.Skip("store bug: Store.Close sets s.rdb to nil and Query does not check for a closed store, so a query " +
-			"after Close panics (nil *sql.DB; the API recovers it as 500 internal) instead of 503 unavailable; " +
-			"without a happens-before edge it is also a data race on s.rdb")
 		ts := newTestServer(t)
 		ts.st.Close()
 		res := ts.do(t, "POST", "/v1/query", nil, queryBody(t, "SELECT 1"))

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"database/sql"
 	"errors"
 	"fmt"
 	"strconv"
@@ -75,6 +76,9 @@ func classify(err error, stmt int, denied string) *Error {
 			e.Statement = stmt
 		}
 		return e
+	}
+	if errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "sql: database is closed") {
+		return &Error{Code: CodeUnavailable, Statement: stmt, Message: "the store is closed", Err: err}
 	}
 	if errors.Is(err, outpost.ErrNotReady) {
 		return &Error{Code: CodeNotReady, Statement: stmt, Message: err.Error(), Err: err}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/outpost-edge/outpost/sqltext"
@@ -66,7 +66,8 @@ func (s *Store) Exec(ctx context.Context, stmts []Statement) ([]Result, int64, e
 type checkedStmt struct {
 	sql       string
 	args      []any
-	returning bool
+	returning bool // the statement returns rows (RETURNING, SELECT, VALUES)
+	read      bool // SELECT or VALUES: it changes nothing
 }
 
 // check refuses what must never reach SQLite: several statements in one
@@ -87,11 +88,15 @@ func check(st Statement, i int, write bool) (checkedStmt, error) {
 			return checkedStmt{}, errorf(CodeSyntax, i, "%v", err)
 		}
 	}
-	want := paramCount(toks)
-	if want != len(st.Args) {
+	names := paramNames(toks)
+	if want := len(names) - 1; want != len(st.Args) {
 		return checkedStmt{}, errorf(CodeWrongArgCount, i, "the statement has %d parameter(s) but %d arg(s) were given", want, len(st.Args))
 	}
-	c := checkedStmt{sql: st.SQL, args: st.Args}
+	c := checkedStmt{sql: st.SQL, args: bindArgs(st.Args, names)}
+	switch sqltext.Verb(st.SQL) {
+	case "SELECT", "VALUES":
+		c.returning, c.read = true, true
+	}
 	for _, t := range toks {
 		if t.Kind != sqltext.Word {
 			continue
@@ -108,32 +113,59 @@ func check(st Statement, i int, write bool) (checkedStmt, error) {
 	return c, nil
 }
 
-// paramCount is what sqlite3_bind_parameter_count would answer: the largest
-// parameter index, where ? takes the next index, ?NNN sets it and a named
-// parameter takes the next index the first time it appears.
-func paramCount(toks []sqltext.Token) int {
-	n := 0
-	named := map[string]bool{}
+// paramNames numbers the statement's parameters the way SQLite does (?
+// takes the next index, ?NNN sets it, a named parameter takes the next index
+// the first time it appears) and returns, per index from 1, the name to bind
+// the positional arg under: "" for ?, ?NNN and $NNN-style numbered names
+// (which the driver binds by position), the name without its prefix
+// otherwise. len(result)-1 is sqlite3_bind_parameter_count.
+func paramNames(toks []sqltext.Token) []string {
+	names := []string{""}
+	seen := map[string]int{}
+	set := func(idx int, name string) {
+		for len(names) <= idx {
+			names = append(names, "")
+		}
+		names[idx] = name
+	}
 	for _, t := range toks {
 		if t.Kind != sqltext.Param {
 			continue
 		}
 		switch {
 		case t.Text == "?":
-			n++
+			set(len(names), "")
 		case t.Text[0] == '?':
-			var k int
-			if _, err := fmt.Sscanf(t.Text[1:], "%d", &k); err == nil && k > n {
-				n = k
+			if k, err := strconv.Atoi(t.Text[1:]); err == nil && k >= len(names) {
+				set(k, "")
 			}
 		default:
-			if !named[t.Text] {
-				named[t.Text] = true
-				n++
+			if _, ok := seen[t.Text]; ok {
+				continue
 			}
+			seen[t.Text] = len(names)
+			name := t.Text[1:]
+			if _, err := strconv.Atoi(name); err == nil {
+				name = ""
+			}
+			set(len(names), name)
 		}
 	}
-	return n
+	return names
+}
+
+// bindArgs turns positional args into what the driver binds: an arg for a
+// named parameter is passed under that name.
+func bindArgs(args []any, names []string) []any {
+	out := make([]any, len(args))
+	for k, a := range args {
+		if k+1 < len(names) && names[k+1] != "" {
+			out[k] = sql.Named(names[k+1], a)
+		} else {
+			out[k] = a
+		}
+	}
+	return out
 }
 
 // appExec runs one client statement on the writer connection.
@@ -169,7 +201,11 @@ func (tx *Tx) appExec(c checkedStmt, i int) (Result, error) {
 	if err != nil {
 		return Result{}, tx.classify(err, i)
 	}
-	return Result{RowsAffected: int64(len(data)), Columns: cols, Rows: data}, nil
+	r := Result{Columns: cols, Rows: data}
+	if !c.read {
+		r.RowsAffected = int64(len(data)) // RETURNING gives one row per changed row
+	}
+	return r, nil
 }
 
 func (tx *Tx) classify(err error, i int) error {

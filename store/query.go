@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+
+	"github.com/outpost-edge/outpost"
 	"strings"
 
 	"github.com/outpost-edge/outpost/sqltext"
@@ -18,6 +20,9 @@ var readVerbs = map[string]bool{"SELECT": true, "VALUES": true, "EXPLAIN": true,
 // Query runs one read-only statement on a reader connection. A statement
 // that would write is refused with CodeReadOnly.
 func (s *Store) Query(ctx context.Context, st Statement) (*Rows, error) {
+	if s.closed.Load() {
+		return nil, &Error{Code: CodeUnavailable, Statement: -1, Message: "the store is closed", Err: outpost.ErrClosed}
+	}
 	c, err := check(st, -1, false)
 	if err != nil {
 		return nil, err

@@ -75,6 +75,7 @@ type Store struct {
 	closing   chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
+	closed    atomic.Bool
 
 	notifyMu sync.Mutex
 	notify   chan struct{} // closed and replaced after every commit
@@ -194,6 +195,7 @@ func newIncarnation() string {
 // the database.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		s.closed.Store(true)
 		close(s.closing)
 		<-s.done
 	})
@@ -223,7 +225,6 @@ func (s *Store) closeDBs() error {
 			}
 		}
 	}
-	s.rdb, s.wdb = nil, nil
 	return first
 }
 
