@@ -102,6 +102,10 @@ func (c *Client) Post(ctx context.Context, path string, body []byte, out any) er
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("%s: HTTP %d: %s", path, resp.StatusCode, bytes.TrimSpace(data))
 	}
+	if raw, ok := out.(*rawBody); ok {
+		*raw = data
+		return nil
+	}
 	if out != nil {
 		return json.Unmarshal(data, out)
 	}

@@ -57,6 +57,11 @@ func BenchmarkNode_HTTP(b *testing.B) {
 	var seq atomic.Int64
 	for _, conc := range []int{1, 16} {
 		b.Run(fmt.Sprintf("write/c=%d", conc), func(b *testing.B) {
+			before := n.Store.Stats()
+			defer func() {
+				after := n.Store.Stats()
+				b.ReportMetric(float64(after.Transactions-before.Transactions)/float64(max(1, after.Groups-before.Groups)), "tx/group")
+			}()
 			b.SetParallelism(max(1, conc/2))
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {

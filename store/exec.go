@@ -6,6 +6,8 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/outpost-edge/outpost/sqltext"
 )
@@ -47,7 +49,10 @@ func (s *Store) Exec(ctx context.Context, stmts []Statement) ([]Result, int64, e
 		checked[i] = c
 	}
 	results := make([]Result, len(stmts))
-	dbv, err := s.Write(ctx, func(tx *Tx) error {
+	// One statement that returns no rows needs no savepoint. (With RETURNING
+	// the changes are made before rows are read, and reading can still fail.)
+	single := len(stmts) == 1 && (!checked[0].returning || checked[0].read)
+	dbv, err := s.submit(ctx, single, func(tx *Tx) error {
 		for i, c := range checked {
 			r, err := tx.appExec(c, i)
 			if err != nil {
@@ -68,34 +73,70 @@ type checkedStmt struct {
 	args      []any
 	returning bool // the statement returns rows (RETURNING, SELECT, VALUES)
 	read      bool // SELECT or VALUES: it changes nothing
+	verb      string
 }
 
 // check refuses what must never reach SQLite: several statements in one
 // string, a wrong number of arguments, a statement that would end the
 // writer's transaction.
 func check(st Statement, i int, write bool) (checkedStmt, error) {
-	toks, err := sqltext.Tokens(st.SQL)
+	sh, err := shapeOf(st.SQL)
 	if err != nil {
-		return checkedStmt{}, errorf(CodeSyntax, i, "%v", err)
-	}
-	if _, err := sqltext.Single(st.SQL); err != nil {
-		switch {
-		case errors.Is(err, sqltext.ErrMultipleStatements):
-			return checkedStmt{}, errorf(CodeMultipleStatements, i, "the sql string holds more than one statement; send each as its own entry in \"statements\" (they still run in one transaction)")
-		case errors.Is(err, sqltext.ErrEmpty):
-			return checkedStmt{}, errorf(CodeEmptyStatement, i, "the sql string holds no statement")
-		default:
-			return checkedStmt{}, errorf(CodeSyntax, i, "%v", err)
+		if e, ok := err.(*Error); ok {
+			e2 := *e
+			e2.Statement = i
+			return checkedStmt{}, &e2
 		}
+		return checkedStmt{}, err
 	}
-	names := paramNames(toks)
-	if want := len(names) - 1; want != len(st.Args) {
+	if want := len(sh.names) - 1; want != len(st.Args) {
 		return checkedStmt{}, errorf(CodeWrongArgCount, i, "the statement has %d parameter(s) but %d arg(s) were given", want, len(st.Args))
 	}
-	c := checkedStmt{sql: st.SQL, args: bindArgs(st.Args, names)}
-	switch sqltext.Verb(st.SQL) {
+	if write && sh.rollback {
+		return checkedStmt{}, errorf(CodeNotAllowed, i, "ROLLBACK (including INSERT OR ROLLBACK) is not allowed: it would end the shared commit group; a failing statement already rolls back the whole request")
+	}
+	return checkedStmt{sql: st.SQL, args: bindArgs(st.Args, sh.names), returning: sh.returning, read: sh.read, verb: sh.verb}, nil
+}
+
+// shape is what the lexer tells about a statement; it depends only on the
+// text, so it is cached for statements an app repeats.
+type shape struct {
+	names     []string // parameter names by index, see paramNames
+	verb      string
+	returning bool
+	read      bool
+	rollback  bool
+}
+
+const maxShapes = 4096
+
+var (
+	shapes  sync.Map // sql -> *shape
+	nShapes atomic.Int64
+)
+
+func shapeOf(sql string) (*shape, error) {
+	if v, ok := shapes.Load(sql); ok {
+		return v.(*shape), nil
+	}
+	toks, err := sqltext.Tokens(sql)
+	if err != nil {
+		return nil, errorf(CodeSyntax, -1, "%v", err)
+	}
+	if _, err := sqltext.Single(sql); err != nil {
+		switch {
+		case errors.Is(err, sqltext.ErrMultipleStatements):
+			return nil, errorf(CodeMultipleStatements, -1, "the sql string holds more than one statement; send each as its own entry in \"statements\" (they still run in one transaction)")
+		case errors.Is(err, sqltext.ErrEmpty):
+			return nil, errorf(CodeEmptyStatement, -1, "the sql string holds no statement")
+		default:
+			return nil, errorf(CodeSyntax, -1, "%v", err)
+		}
+	}
+	sh := &shape{names: paramNames(toks), verb: sqltext.Verb(sql)}
+	switch sh.verb {
 	case "SELECT", "VALUES":
-		c.returning, c.read = true, true
+		sh.returning, sh.read = true, true
 	}
 	for _, t := range toks {
 		if t.Kind != sqltext.Word {
@@ -103,14 +144,17 @@ func check(st Statement, i int, write bool) (checkedStmt, error) {
 		}
 		switch strings.ToUpper(t.Text) {
 		case "RETURNING":
-			c.returning = true
+			sh.returning = true
 		case "ROLLBACK":
-			if write {
-				return checkedStmt{}, errorf(CodeNotAllowed, i, "ROLLBACK (including INSERT OR ROLLBACK) is not allowed: it would end the shared commit group; a failing statement already rolls back the whole request")
-			}
+			sh.rollback = true
 		}
 	}
-	return c, nil
+	if nShapes.Load() < maxShapes {
+		if _, loaded := shapes.LoadOrStore(sql, sh); !loaded {
+			nShapes.Add(1)
+		}
+	}
+	return sh, nil
 }
 
 // paramNames numbers the statement's parameters the way SQLite does (?

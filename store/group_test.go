@@ -338,3 +338,70 @@ func TestStore_ReopenPreservesVersionAndClock(t *testing.T) {
 		t.Errorf("HLC of the first write after reopen = %d, want > %d (the highest before the restart)", newHLC, maxHLC)
 	}
 }
+
+// TestStore_SingleStatementFailureInGroup checks the savepoint-free path for
+// one-statement transactions: a statement that fails half way (the second
+// row of a multi-row INSERT violates the key) is undone by SQLite alone,
+// while its neighbours in the same commit group commit.
+func TestStore_SingleStatementFailureInGroup(t *testing.T) {
+	s := testutil.OpenStore(t, "", store.Options{})
+	release := holdWriter(t, s)
+	type outcome struct {
+		i   int
+		dbv int64
+		err error
+	}
+	out := make(chan outcome, 30)
+	var wg sync.WaitGroup
+	for i := 0; i < 30; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			q := fmt.Sprintf(`INSERT INTO pages (id, slug) VALUES ('ok%d', outpost_slug('single %d'))`, i, i)
+			if i%3 == 0 {
+				q = fmt.Sprintf(`INSERT INTO pages (id, slug) VALUES ('bad%d', outpost_slug('single %d')), ('bad%d', 'dup')`, i, i, i)
+			}
+			_, dbv, err := s.Exec(context.Background(), []store.Statement{{SQL: q}})
+			out <- outcome{i, dbv, err}
+		}(i)
+	}
+	time.Sleep(100 * time.Millisecond) // let them queue behind the held writer
+	release()
+	wg.Wait()
+	close(out)
+	var versions []int64
+	for o := range out {
+		if o.i%3 == 0 {
+			var e *store.Error
+			if !errors.As(o.err, &e) || e.Code != store.CodeConstraint {
+				t.Errorf("tx %d: err = %v, want a constraint violation", o.i, o.err)
+			}
+			if n := count(t, s, `SELECT count(*) FROM pages WHERE id = ?`, fmt.Sprintf("bad%d", o.i)); n != 0 {
+				t.Errorf("tx %d: first row of the failed statement is visible", o.i)
+			}
+			if n := count(t, s, `SELECT count(*) FROM outpost_clock__pages WHERE pk0 = ?`, fmt.Sprintf("bad%d", o.i)); n != 0 {
+				t.Errorf("tx %d: clock rows of the failed statement are visible", o.i)
+			}
+			continue
+		}
+		if o.err != nil {
+			t.Errorf("tx %d: %v", o.i, o.err)
+			continue
+		}
+		versions = append(versions, o.dbv)
+	}
+	slices.Sort(versions)
+	for k, v := range versions {
+		if v != int64(k+1) {
+			t.Fatalf("db_versions = %v, want 1..%d", versions, len(versions))
+		}
+	}
+	if got, want := count(t, s, `SELECT count(*) FROM outpost_slugs`), int64(len(versions)); got != want {
+		t.Errorf("slug registry holds %d slugs, want %d (only committed ones)", got, want)
+	}
+	// A failed statement's slug is free again.
+	res := exec(t, s, `INSERT INTO pages (id, slug) VALUES ('again', outpost_slug('single 0')) RETURNING slug`)
+	if got := res[0].Rows[0][0]; got != "single-0-43ax" {
+		t.Errorf("slug of a rolled-back statement was not released: got %v", got)
+	}
+}

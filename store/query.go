@@ -5,8 +5,6 @@ import (
 
 	"github.com/outpost-edge/outpost"
 	"strings"
-
-	"github.com/outpost-edge/outpost/sqltext"
 )
 
 // Rows is the answer to a query.
@@ -27,7 +25,7 @@ func (s *Store) Query(ctx context.Context, st Statement) (*Rows, error) {
 	if err != nil {
 		return nil, err
 	}
-	if v := sqltext.Verb(c.sql); !readVerbs[v] {
+	if v := c.verb; !readVerbs[v] {
 		return nil, errorf(CodeReadOnly, -1, "/v1/query only runs reads (SELECT, VALUES, EXPLAIN, read-only PRAGMA) but this is %s; send writes to /v1/exec", strings.TrimSpace(v))
 	}
 	ps, err := s.reads.get(ctx, c.sql)

@@ -89,6 +89,7 @@ type txContext struct {
 	dbv     int64 // the db_version it will commit as
 	slugs   []issuedSlug
 	funcErr error // an error a SQL function raised, for classification
+	lost    bool  // a failure left changes that cannot be undone alone
 }
 
 type issuedSlug struct{ slug, title string }

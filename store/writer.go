@@ -2,12 +2,15 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
 
 	"github.com/outpost-edge/outpost"
 	"github.com/outpost-edge/outpost/hlc"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // job is one transaction for the writer: fn runs under its own savepoint
@@ -16,10 +19,13 @@ type job struct {
 	ctx     context.Context
 	fn      func(*Tx) error
 	capture bool // local transaction: capture triggers record versions
-	done    chan struct{}
-	err     error
-	dbv     int64    // db_version it committed as
-	slugs   []string // slugs it issued, released again if it does not commit
+	// single marks a transaction of one statement: it runs without a
+	// savepoint, because SQLite undoes a failed statement by itself.
+	single bool
+	done   chan struct{}
+	err    error
+	dbv    int64    // db_version it committed as
+	slugs  []string // slugs it issued, released again if it does not commit
 }
 
 // Tx is a transaction being executed by the writer. It is valid only inside
@@ -48,11 +54,11 @@ type Stats struct {
 // its db_version once the group is durable (fsync). If fn fails, only its own
 // changes are rolled back.
 func (s *Store) Write(ctx context.Context, fn func(*Tx) error) (int64, error) {
-	return s.submit(ctx, fn, true)
+	return s.submit(ctx, false, fn)
 }
 
-func (s *Store) submit(ctx context.Context, fn func(*Tx) error, capture bool) (int64, error) {
-	j := &job{ctx: ctx, fn: fn, capture: capture, done: make(chan struct{})}
+func (s *Store) submit(ctx context.Context, single bool, fn func(*Tx) error) (int64, error) {
+	j := &job{ctx: ctx, fn: fn, capture: true, single: single, done: make(chan struct{})}
 	select {
 	case <-s.closing:
 		return 0, &Error{Code: CodeUnavailable, Statement: -1, Message: "the store is closing", Err: outpost.ErrClosed}
@@ -72,8 +78,17 @@ func (s *Store) submit(ctx context.Context, fn func(*Tx) error, capture bool) (i
 }
 
 // run is the writer goroutine: it takes every queued job into one group.
+//
+// When the last group was large (many concurrent clients), it waits a little
+// for the clients it just answered to send their next transactions, up to
+// the size of that group and at most one group time: the wait costs less
+// than the fsync a small group would spend (PostgreSQL's commit_delay idea).
+// A lone client never waits.
 func (s *Store) run() {
 	defer close(s.done)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	lastSize, lastCommit := 0, time.Duration(0)
 	for {
 		var first *job
 		select {
@@ -99,9 +114,36 @@ func (s *Store) run() {
 				break fill
 			}
 		}
+		if want := min(lastSize, s.opts.MaxBatch); want >= minDelayGroup && len(batch) < want {
+			timer.Reset(min(lastCommit, maxGroupDelay))
+		wait:
+			for len(batch) < want {
+				select {
+				case j := <-s.jobs:
+					batch = append(batch, j)
+				case <-timer.C:
+					break wait
+				}
+			}
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+		}
+		t := time.Now()
 		s.group(batch)
+		lastSize, lastCommit = len(batch), time.Since(t)
 	}
 }
+
+// Group-forming delay: only after a group of at least minDelayGroup
+// transactions, and never longer than maxGroupDelay.
+const (
+	minDelayGroup = 4
+	maxGroupDelay = 500 * time.Microsecond
+)
 
 // group executes a commit group: one outer transaction, a savepoint per job,
 // one COMMIT (and so one fsync) for all.
@@ -150,6 +192,12 @@ func (s *Store) group(batch []*job) {
 			continue
 		}
 		j.err = err
+		if j.single {
+			// No savepoint: SQLite already undid the failed statement,
+			// unless the error was one that ends the whole transaction.
+			broken = tc.lost || txLost(err)
+			continue
+		}
 		if rerr := s.control(ctx, "ROLLBACK TO outpost_tx"); rerr != nil {
 			// SQLite rolled back the whole transaction (e.g. I/O error):
 			// nothing of this group is left.
@@ -199,20 +247,40 @@ func (s *Store) control(ctx context.Context, query string) error {
 	return err
 }
 
+// txLost reports whether err is one after which SQLite may have rolled back
+// the whole transaction rather than just the failed statement
+// (https://sqlite.org/lang_transaction.html: SQLITE_FULL, IOERR, BUSY, NOMEM,
+// and INTERRUPT; CORRUPT for good measure).
+func txLost(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_NOMEM,
+		sqlite3.SQLITE_INTERRUPT, sqlite3.SQLITE_CORRUPT:
+		return true
+	}
+	return false
+}
+
 func errAborted() *Error {
 	return &Error{Code: CodeTransactionAborted, Statement: -1,
 		Message: "the database aborted the commit group this transaction was part of; nothing of it was applied; retry"}
 }
 
 func (s *Store) runJob(ctx context.Context, j *job, tc *txContext) (err error) {
-	if err := s.control(ctx, "SAVEPOINT outpost_tx"); err != nil {
-		return &Error{Code: CodeInternal, Statement: -1, Message: "savepoint: " + err.Error(), Err: err}
+	if !j.single {
+		if err := s.control(ctx, "SAVEPOINT outpost_tx"); err != nil {
+			return &Error{Code: CodeInternal, Statement: -1, Message: "savepoint: " + err.Error(), Err: err}
+		}
 	}
 	s.cur = tc
 	defer func() {
 		s.cur = nil
 		s.appMode = false
 		if p := recover(); p != nil {
+			tc.lost = true
 			err = &Error{Code: CodeInternal, Statement: -1, Message: fmt.Sprintf("panic in transaction: %v", p)}
 		}
 	}()
@@ -220,7 +288,11 @@ func (s *Store) runJob(ctx context.Context, j *job, tc *txContext) (err error) {
 		return err
 	}
 	if err := s.persistSlugs(ctx, tc); err != nil {
+		tc.lost = j.single // the statement's changes cannot be undone alone
 		return err
+	}
+	if j.single {
+		return nil
 	}
 	if err := s.control(ctx, "RELEASE outpost_tx"); err != nil {
 		return &Error{Code: CodeInternal, Statement: -1, Message: "release savepoint: " + err.Error(), Err: err}
