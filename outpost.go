@@ -19,6 +19,9 @@ var Version = "dev"
 // ProtocolVersion is the node-to-node protocol this build speaks.
 const ProtocolVersion = 1
 
+// MinProtocolVersion is the oldest protocol this build still speaks.
+const MinProtocolVersion = 1
+
 // Role is what a node is in the fleet: master, node or edge.
 type Role string
 

@@ -15,7 +15,11 @@ import (
 	"github.com/outpost-edge/outpost"
 	"github.com/outpost-edge/outpost/api"
 	"github.com/outpost-edge/outpost/identity"
+	"github.com/outpost-edge/outpost/peer"
+	"github.com/outpost-edge/outpost/policy"
+	"github.com/outpost-edge/outpost/schema"
 	"github.com/outpost-edge/outpost/store"
+	"github.com/outpost-edge/outpost/trust"
 )
 
 // Config is everything a node needs to start.
@@ -27,6 +31,9 @@ type Config struct {
 	APIToken   string           // bearer token for /v1/*; empty = none
 	MaxBody    int64            // API request body limit in bytes
 	MaxDrift   time.Duration    // clock drift limit for remote changes
+	TrustFile  string           // trust list; empty = no peers and no peer listener
+	PolicyFile string           // push/pull matrix overrides; empty = the default matrix
+	PeerAddr   string           // peer listener address (used with TrustFile); ":0" picks a free port
 	Logger     *slog.Logger
 }
 
@@ -38,6 +45,11 @@ type Node struct {
 	Key      *identity.Key
 	Store    *store.Store
 	API      *api.Server
+	Trust    *trust.Store   // nil without a trust list
+	Policy   *policy.Matrix // the push/pull matrix in force
+	Perms    *policy.Permissions
+	Peers    *peer.Server // peer listener; nil without a trust list
+	Client   *peer.Client // node-to-node calls; nil without a trust list
 
 	apiLn  net.Listener
 	apiSrv *http.Server
@@ -64,16 +76,30 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("open node: read schema: %w", err)
 		}
 	}
+	perms, err := policy.ParsePermissions(string(ddl))
+	if err != nil {
+		return nil, fmt.Errorf("open node: schema permissions: %w", err)
+	}
+	self := policy.PartyOf(id)
+	if err := checkPermissionTables(ctx, perms, string(ddl)); err != nil {
+		return nil, fmt.Errorf("open node: %w", err)
+	}
 	st, err := store.Open(ctx, store.Options{
 		Dir: cfg.DataDir, Identity: id, Schema: string(ddl), MaxDrift: cfg.MaxDrift,
-		Logger: cfg.Logger.With("component", "store"),
+		Logger:     cfg.Logger.With("component", "store"),
+		WriteCheck: func(table string) error { return perms.Check(self, table) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open node: %w", err)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, Identity: id, Key: key, Store: st, served: make(chan error, 1)}
+	n := &Node{cfg: cfg, log: cfg.Logger, Identity: id, Key: key, Store: st, Perms: perms, served: make(chan error, 1)}
+	if err := n.openPeers(); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("open node: %w", err)
+	}
 	n.API = api.New(st, api.Config{Token: cfg.APIToken, MaxBody: cfg.MaxBody, Logger: cfg.Logger.With("component", "api")})
 	if n.apiLn, err = net.Listen("tcp", cfg.APIAddr); err != nil {
+		n.closePeers(ctx)
 		st.Close()
 		return nil, fmt.Errorf("open node: listen on %s: %w", cfg.APIAddr, err)
 	}
@@ -118,6 +144,9 @@ func (n *Node) APIURL() string { return "http://" + n.apiLn.Addr().String() }
 // Serve starts answering on the node's listeners; it returns at once.
 func (n *Node) Serve() {
 	go func() { n.served <- n.apiSrv.Serve(n.apiLn) }()
+	if n.Peers != nil {
+		n.Peers.Serve()
+	}
 	n.log.Info("node serving", "name", n.Identity.Name, "role", n.Identity.Role, "farm", n.Identity.Farm,
 		"api", n.APIURL(), "incarnation", n.Store.Incarnation(), "db_version", n.Store.DBVersion(), "version", outpost.Version)
 }
@@ -127,6 +156,9 @@ func (n *Node) Serve() {
 func (n *Node) Close(ctx context.Context) error {
 	err := n.apiSrv.Shutdown(ctx)
 	_ = n.apiLn.Close() // in case Serve never ran
+	if perr := n.closePeers(ctx); perr != nil && err == nil {
+		err = perr
+	}
 	if err != nil {
 		n.apiSrv.Close()
 	}
@@ -134,4 +166,22 @@ func (n *Node) Close(ctx context.Context) error {
 		err = cerr
 	}
 	return err
+}
+
+// checkPermissionTables refuses a permission directive for a table the
+// schema does not create: a typo would leave the real table writable by all.
+func checkPermissionTables(ctx context.Context, perms *policy.Permissions, ddl string) error {
+	if len(perms.Tables()) == 0 {
+		return nil
+	}
+	sch, err := schema.Parse(ctx, ddl)
+	if err != nil {
+		return err
+	}
+	for _, t := range perms.Tables() {
+		if _, ok := sch.Table(t); !ok {
+			return fmt.Errorf("schema permissions: a directive names table %q, which the schema does not create; fix the name in the `-- outpost: table ... writable by ...` line", t)
+		}
+	}
+	return nil
 }

@@ -176,7 +176,7 @@ func readerAuthorizer(action sqlite.AuthorizerActionCode, arg1, arg2, _, _ strin
 // tables only; no DDL, transactions, savepoints, ATTACH or PRAGMA, which
 // would break group commit, durability or replication.
 func (s *Store) appAuthorizer(action sqlite.AuthorizerActionCode, arg1, arg2, _, trigger string) sqlite.AuthorizerReturnCode {
-	if !s.appMode || trigger != "" {
+	if !s.appMode || strings.HasPrefix(trigger, capture.Prefix) {
 		return sqlite.AuthorizerOK
 	}
 	deny := func(format string, args ...any) sqlite.AuthorizerReturnCode {
@@ -187,13 +187,25 @@ func (s *Store) appAuthorizer(action sqlite.AuthorizerActionCode, arg1, arg2, _,
 	case sqlite.AuthSelect, sqlite.AuthRead, sqlite.AuthFunction, sqlite.AuthRecursive:
 		return sqlite.AuthorizerOK
 	case sqlite.AuthInsert, sqlite.AuthUpdate, sqlite.AuthDelete:
-		if strings.HasPrefix(strings.ToLower(arg1), capture.Prefix) {
+		if trigger == "" && strings.HasPrefix(strings.ToLower(arg1), capture.Prefix) {
 			return deny("table %q belongs to Outpost and cannot be written by clients", arg1)
 		}
 		if strings.HasPrefix(strings.ToLower(arg1), "sqlite_") {
 			return deny("table %q is SQLite's own and cannot be written", arg1)
 		}
+		if s.opts.WriteCheck != nil && !strings.HasPrefix(strings.ToLower(arg1), capture.Prefix) {
+			if err := s.opts.WriteCheck(arg1); err != nil {
+				return deny("%v", err)
+			}
+		}
 		return sqlite.AuthorizerOK
+	}
+	if trigger != "" {
+		// Inside a user trigger: its own statements were checked when the
+		// schema was loaded.
+		return sqlite.AuthorizerOK
+	}
+	switch action {
 	case sqlite.AuthTransaction, sqlite.AuthSavepoint:
 		return deny("transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT) is not allowed: every /v1/exec request is already one transaction")
 	case sqlite.AuthPragma:

@@ -38,6 +38,10 @@ type Options struct {
 	MaxBatch int              // most transactions in one commit group; 0 = 512
 	MaxRows  int              // most rows a query may return; 0 = 100,000
 	Now      func() time.Time // clock; nil = time.Now
+	// WriteCheck, if set, is asked before a client statement writes a
+	// table; an error refuses the statement (the table permissions of the
+	// node's role, declared next to the schema).
+	WriteCheck func(table string) error
 	Logger   *slog.Logger
 }
 

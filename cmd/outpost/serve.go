@@ -25,6 +25,9 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	maxDrift := fs.Duration("max-drift", 500*time.Millisecond, "refuse remote changes whose clock is further ahead than this")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	shutdown := fs.Duration("shutdown-timeout", 10*time.Second, "how long in-flight requests may take to finish on SIGINT/SIGTERM")
+	trustFile := fs.String("trust", "", "trust list file (one peer per line, see README); enables the peer listener")
+	policyFile := fs.String("policy", "", "push/pull matrix overrides (see README); empty = the default matrix")
+	peerAddr := fs.String("peer-addr", ":7701", "peer listener address (HTTP/2 over mutual TLS), used with --trust")
 	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile of the whole run to this file (for performance work)")
 	var idf identityFlags
 	idf.register(fs)
@@ -38,6 +41,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	cfg := node.Config{
 		DataDir: *data, SchemaFile: *schemaFile, APIAddr: *apiAddr, APIToken: *token,
 		MaxBody: *maxBody, MaxDrift: *maxDrift, Logger: log,
+		TrustFile: *trustFile, PolicyFile: *policyFile, PeerAddr: *peerAddr,
 	}
 	if !idf.empty() {
 		if cfg.Identity, err = idf.identity(); err != nil {
@@ -61,7 +65,20 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	n.Serve()
-	<-ctx.Done()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for ctx.Err() == nil {
+		select {
+		case <-hup:
+			if n.Trust != nil {
+				_ = n.ReloadTrust() // logged; the old list stays on error
+			} else {
+				log.Warn("SIGHUP: no trust list to reload (--trust)")
+			}
+		case <-ctx.Done():
+		}
+	}
 	log.Info("shutting down", "name", n.Identity.Name)
 	sctx, cancel := context.WithTimeout(context.Background(), *shutdown)
 	defer cancel()

@@ -1,0 +1,91 @@
+package node
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/outpost-edge/outpost"
+	"github.com/outpost-edge/outpost/identity"
+	"github.com/outpost-edge/outpost/peer"
+	"github.com/outpost-edge/outpost/policy"
+	"github.com/outpost-edge/outpost/trust"
+)
+
+// openPeers loads the trust list and policy and binds the peer listener.
+func (n *Node) openPeers() error {
+	n.Policy = policy.Default()
+	if n.cfg.PolicyFile != "" {
+		over, err := policy.LoadOverrides(n.cfg.PolicyFile)
+		if err != nil {
+			return fmt.Errorf("policy: %w", err)
+		}
+		n.Policy = n.Policy.With(over)
+	}
+	if n.cfg.TrustFile == "" {
+		return nil
+	}
+	ts, err := trust.NewStore(n.cfg.TrustFile, n.Identity, n.Key.Public())
+	if err != nil {
+		return fmt.Errorf("trust list: %w", err)
+	}
+	n.Trust = ts
+	cfg := peer.Config{
+		Self: identity.Peer{Identity: n.Identity, Key: n.Key.Public()}, Key: n.Key,
+		Trust: ts, Policy: n.Policy, Logger: n.log.With("component", "peer"),
+	}
+	if n.Peers, err = peer.NewServer(cfg); err != nil {
+		return err
+	}
+	if n.Client, err = peer.NewClient(cfg); err != nil {
+		return err
+	}
+	n.Peers.HandleHello(n.hello)
+	addr := n.cfg.PeerAddr
+	if addr == "" {
+		addr = ":7701"
+	}
+	return n.Peers.Listen(addr)
+}
+
+func (n *Node) closePeers(ctx context.Context) error {
+	if n.Client != nil {
+		n.Client.Close()
+	}
+	if n.Peers != nil {
+		return n.Peers.Close(ctx)
+	}
+	return nil
+}
+
+func (n *Node) hello() peer.Hello {
+	return peer.Hello{
+		Name: n.Identity.Name, Role: string(n.Identity.Role), Farm: n.Identity.Farm,
+		Location: n.Identity.Location, Code: n.Identity.Code, Key: identity.EncodePublicKey(n.Key.Public()),
+		Protocol: outpost.ProtocolVersion, MinProtocol: outpost.MinProtocolVersion,
+		SchemaVersion: n.Store.Schema().Version, Incarnation: n.Store.Incarnation(),
+		DBVersion: n.Store.DBVersion(), Version: outpost.Version,
+	}
+}
+
+// PeerAddr returns the peer listener's address, or "" without a trust list.
+func (n *Node) PeerAddr() string {
+	if n.Peers == nil {
+		return ""
+	}
+	return n.Peers.Addr()
+}
+
+// ReloadTrust re-reads the trust list (on SIGHUP). A key that is removed
+// loses access at once, open streams included. On error the old list stays.
+func (n *Node) ReloadTrust() error {
+	if n.Trust == nil {
+		return fmt.Errorf("no trust list configured (--trust)")
+	}
+	d, err := n.Trust.Reload()
+	if err != nil {
+		n.log.Error("trust list reload failed; keeping the old list", "err", err)
+		return err
+	}
+	n.log.Info("trust list reloaded", "added", len(d.Added), "removed", len(d.Removed), "changed", len(d.Changed), "peers", n.Trust.List().Len())
+	return nil
+}
