@@ -42,7 +42,7 @@ type Options struct {
 	// table; an error refuses the statement (the table permissions of the
 	// node's role, declared next to the schema).
 	WriteCheck func(table string) error
-	Logger   *slog.Logger
+	Logger     *slog.Logger
 }
 
 // Store is an open node database. It is safe for concurrent use.
