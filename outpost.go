@@ -93,3 +93,23 @@ var (
 	// (e.g. issuing slugs on a new incarnation).
 	ErrNotReady = errors.New("not ready")
 )
+
+// Change is one replicated fact: the state of one column of one row (or,
+// with Col == "", the row's life itself) as its origin last wrote it.
+// DESIGN.md section 4 says how a node merges it.
+type Change struct {
+	Table  string `cbor:"1,keyasint" json:"table"`
+	PK     []any  `cbor:"2,keyasint" json:"pk"`            // primary key values, in key order
+	Col    string `cbor:"3,keyasint" json:"col,omitempty"` // "" = the row sentinel (its causal length)
+	Val    any    `cbor:"4,keyasint" json:"val,omitempty"` // int64, float64, string, []byte or nil
+	CL     int64  `cbor:"5,keyasint" json:"cl"`            // causal length: odd = alive, even = deleted
+	HLC    uint64 `cbor:"6,keyasint" json:"hlc"`           // hybrid logical time of the write
+	Origin string `cbor:"7,keyasint" json:"origin"`        // NAME/incarnation of the node that wrote it
+}
+
+// Group is the changes a node committed under one of its db_versions.
+// Readers at a receiver see a group whole or not at all.
+type Group struct {
+	DBV     int64    `cbor:"1,keyasint" json:"db_version"`
+	Changes []Change `cbor:"2,keyasint" json:"changes"`
+}
