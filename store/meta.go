@@ -117,7 +117,18 @@ func (s *Store) applySchema(ctx context.Context) error {
 		return fmt.Errorf("internal schema: %w", err)
 	}
 	tables := append(append([]schema.Table{}, internal.Tables...), s.schema.Tables...)
+	s.tables = map[string]*replTable{}
+	for _, t := range tables {
+		rt := newReplTable(t)
+		s.tables[strings.ToLower(t.Name)] = rt
+		s.tableOrder = append(s.tableOrder, rt)
+	}
 	return s.inTx(ctx, func() error {
+		for _, stmt := range replicationDDL {
+			if _, err := s.conn.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("apply schema: %w", err)
+			}
+		}
 		for _, t := range tables {
 			if err := s.ensureTable(ctx, t); err != nil {
 				return fmt.Errorf("apply schema: %w", err)

@@ -42,7 +42,11 @@ type Options struct {
 	// table; an error refuses the statement (the table permissions of the
 	// node's role, declared next to the schema).
 	WriteCheck func(table string) error
-	Logger     *slog.Logger
+	// RemoteCheck, if set, is asked for every change received from a peer;
+	// an error refuses it (reported, never applied). It checks the table
+	// permissions of the change's origin.
+	RemoteCheck func(ch *outpost.Change) error
+	Logger      *slog.Logger
 }
 
 // Store is an open node database. It is safe for concurrent use.
@@ -66,12 +70,15 @@ type Store struct {
 	slugsReady     atomic.Bool
 
 	// Writer-goroutine state (also read by SQL functions, which run on it).
-	cur      *txContext
-	appMode  bool       // preparing a client statement: the authorizer restricts it
-	denied   string     // why the authorizer last refused
-	stmts    *stmtCache // Outpost's own statements
-	appStmts *stmtCache // client statements, prepared under the app authorizer
-	dbv      int64      // last committed db_version
+	cur        *txContext
+	appMode    bool                  // preparing a client statement: the authorizer restricts it
+	denied     string                // why the authorizer last refused
+	tables     map[string]*replTable // replicated tables by lower-case name
+	tableOrder []*replTable
+	repl       replStats
+	stmts      *stmtCache // Outpost's own statements
+	appStmts   *stmtCache // client statements, prepared under the app authorizer
+	dbv        int64      // last committed db_version
 
 	committed atomic.Int64 // last committed db_version, for readers of the store
 	stats     writerStats
@@ -145,6 +152,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	go s.run()
+	if n, err := s.applyPending(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open store %s: apply pending changes: %w", path, err)
+	} else if n > 0 {
+		s.log.Info("applied changes that waited for the schema", "changes", n)
+	}
 	return s, nil
 }
 
@@ -159,7 +172,7 @@ func (s *Store) open(ctx context.Context, path string, created bool) error {
 	if err := s.registerAuthorizer(); err != nil {
 		return err
 	}
-	s.stmts = newStmtCache(s.conn, 64)
+	s.stmts = newStmtCache(s.conn, 1024)
 	s.appStmts = newStmtCache(s.conn, 512)
 	m, err := s.bootstrap(ctx)
 	if err != nil {

@@ -58,7 +58,10 @@ func (s *Store) Write(ctx context.Context, fn func(*Tx) error) (int64, error) {
 }
 
 func (s *Store) submit(ctx context.Context, single bool, fn func(*Tx) error) (int64, error) {
-	j := &job{ctx: ctx, fn: fn, capture: true, single: single, done: make(chan struct{})}
+	return s.enqueue(ctx, &job{ctx: ctx, fn: fn, capture: true, single: single, done: make(chan struct{})})
+}
+
+func (s *Store) enqueue(ctx context.Context, j *job) (int64, error) {
 	select {
 	case <-s.closing:
 		return 0, &Error{Code: CodeUnavailable, Statement: -1, Message: "the store is closing", Err: outpost.ErrClosed}

@@ -1,0 +1,89 @@
+package store
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/outpost-edge/outpost/capture"
+	"github.com/outpost-edge/outpost/schema"
+)
+
+// replicationDDL creates the tables replication keeps besides the clocks.
+var replicationDDL = []string{
+	// Per peer and direction, the peer's db_version this node has durably
+	// reached, and the peer incarnation it belongs to (a new incarnation
+	// resets it). kind: pull = we pulled up to dbv (their numbering);
+	// push = we pushed up to dbv (our numbering); recv = we received pushes
+	// up to dbv (their numbering).
+	`CREATE TABLE IF NOT EXISTS outpost_peers (name TEXT NOT NULL, kind TEXT NOT NULL, incarnation TEXT NOT NULL DEFAULT '', dbv INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (name, kind)) WITHOUT ROWID`,
+	// Changes for tables or columns this node's schema does not know yet
+	// (a rolling upgrade): applied when the schema catches up.
+	`CREATE TABLE IF NOT EXISTS outpost_pending (id INTEGER PRIMARY KEY, tbl TEXT NOT NULL, change BLOB NOT NULL)`,
+}
+
+// replTable is a replicated table with the SQL replication runs on it.
+type replTable struct {
+	name    string
+	pk      []string
+	cols    []string
+	colSet  map[string]bool
+	emit    string            // clock rows with dbv in (?, ?] and their values
+	sent    string            // the row's sentinel
+	colVer  string            // one column's version
+	upSent  string            // upsert sentinel: pk..., cl, hlc, origin, dbv
+	bumpSen string            // hlc, origin, dbv, pk...
+	dropCol string            // delete the row's column versions
+	delRow  string            // delete the data row
+	insRow  string            // insert the data row with defaults
+	setCol  map[string]string // update one data column: val, pk...
+}
+
+func newReplTable(t schema.Table) *replTable {
+	ct := t.Capture()
+	rt := &replTable{name: t.Name, colSet: map[string]bool{}, setCol: map[string]string{}}
+	clock := capture.Quote(capture.ClockTable(t.Name))
+	tbl := capture.Quote(t.Name)
+	var pkc, pkMatchClock, pkMatchData, join, ph []string
+	for i, c := range ct.PK {
+		rt.pk = append(rt.pk, c.Name)
+		pkc = append(pkc, capture.PKCol(i))
+		pkMatchClock = append(pkMatchClock, capture.PKCol(i)+" = ?")
+		pkMatchData = append(pkMatchData, capture.Quote(c.Name)+" = ?")
+		join = append(join, fmt.Sprintf("t.%s = c.%s", capture.Quote(c.Name), capture.PKCol(i)))
+		ph = append(ph, "?")
+	}
+	var cases []string
+	for _, c := range ct.Columns {
+		rt.cols = append(rt.cols, c.Name)
+		rt.colSet[c.Name] = true
+		cases = append(cases, fmt.Sprintf("WHEN %s THEN t.%s", capture.Literal(c.Name), capture.Quote(c.Name)))
+		rt.setCol[c.Name] = fmt.Sprintf("UPDATE %s SET %s = ? WHERE %s", tbl, capture.Quote(c.Name), strings.Join(pkMatchData, " AND "))
+	}
+	val := "NULL"
+	if len(cases) > 0 {
+		val = "CASE c.col " + strings.Join(cases, " ") + " END"
+	}
+	rt.emit = fmt.Sprintf("SELECT %s, c.col, c.cl, c.hlc, c.origin, c.dbv, %s FROM %s AS c LEFT JOIN %s AS t ON %s WHERE c.dbv > ? AND c.dbv <= ? ORDER BY c.dbv",
+		prefixed("c.", pkc), val, clock, tbl, strings.Join(join, " AND "))
+	rt.sent = fmt.Sprintf("SELECT cl, hlc, origin FROM %s WHERE %s AND col = ''", clock, strings.Join(pkMatchClock, " AND "))
+	rt.colVer = fmt.Sprintf("SELECT hlc, origin FROM %s WHERE %s AND col = ?", clock, strings.Join(pkMatchClock, " AND "))
+	rt.upSent = fmt.Sprintf("INSERT INTO %s (%s, col, cl, hlc, origin, dbv) VALUES (%s, ?, ?, ?, ?, ?) ON CONFLICT (%s, col) DO UPDATE SET cl = excluded.cl, hlc = excluded.hlc, origin = excluded.origin, dbv = excluded.dbv",
+		clock, strings.Join(pkc, ", "), strings.Join(ph, ", "), strings.Join(pkc, ", "))
+	rt.bumpSen = fmt.Sprintf("UPDATE %s SET hlc = ?, origin = ?, dbv = ? WHERE %s AND col = ''", clock, strings.Join(pkMatchClock, " AND "))
+	rt.dropCol = fmt.Sprintf("DELETE FROM %s WHERE %s AND col <> ''", clock, strings.Join(pkMatchClock, " AND "))
+	rt.delRow = fmt.Sprintf("DELETE FROM %s WHERE %s", tbl, strings.Join(pkMatchData, " AND "))
+	var pkq []string
+	for _, c := range rt.pk {
+		pkq = append(pkq, capture.Quote(c))
+	}
+	rt.insRow = fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s)", tbl, strings.Join(pkq, ", "), strings.Join(ph, ", "))
+	return rt
+}
+
+func prefixed(p string, names []string) string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = p + n
+	}
+	return strings.Join(out, ", ")
+}
