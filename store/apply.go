@@ -63,7 +63,7 @@ func (s *Store) Cursor(ctx context.Context, peer, kind string) (dbv int64, incar
 // SetCursor durably sets a cursor (e.g. after a push was acknowledged, or to
 // reset it for a new peer incarnation).
 func (s *Store) SetCursor(ctx context.Context, peer, kind, incarnation string, dbv int64) error {
-	_, err := s.submitRemote(ctx, func(tx *Tx) error { return tx.setCursor(peer, kind, incarnation, dbv) })
+	_, err := s.submitRemote(ctx, true, func(tx *Tx) error { return tx.setCursor(peer, kind, incarnation, dbv) })
 	return err
 }
 
@@ -78,8 +78,8 @@ func (tx *Tx) setCursor(peer, kind, incarnation string, dbv int64) error {
 
 // submitRemote runs fn as a transaction that does not capture (it writes
 // clock rows itself).
-func (s *Store) submitRemote(ctx context.Context, fn func(*Tx) error) (int64, error) {
-	j := &job{ctx: context.WithoutCancel(ctx), fn: fn, capture: false, done: make(chan struct{})}
+func (s *Store) submitRemote(ctx context.Context, meta bool, fn func(*Tx) error) (int64, error) {
+	j := &job{ctx: context.WithoutCancel(ctx), fn: fn, capture: false, meta: meta, done: make(chan struct{})}
 	return s.enqueue(ctx, j)
 }
 
@@ -100,7 +100,7 @@ func (s *Store) Apply(ctx context.Context, peer, kind, inc string, groups []outp
 			break
 		}
 	}
-	dbv, err := s.submitRemote(ctx, func(tx *Tx) error {
+	dbv, err := s.submitRemote(ctx, len(groups) == 0, func(tx *Tx) error {
 		res = ApplyResult{Drift: res.Drift}
 		for _, g := range groups {
 			for k := range g.Changes {
@@ -267,8 +267,11 @@ var pendingDec, _ = cbor.DecOptions{IntDec: cbor.IntDecConvertSigned}.DecMode()
 // applyPending applies the pending changes this schema now knows, in one
 // transaction, and removes them.
 func (s *Store) applyPending(ctx context.Context) (int, error) {
+	if waiting, err := s.PendingCount(ctx); err != nil || waiting == 0 {
+		return 0, err
+	}
 	n := 0
-	_, err := s.submitRemote(ctx, func(tx *Tx) error {
+	_, err := s.submitRemote(ctx, false, func(tx *Tx) error {
 		rows, err := s.conn.QueryContext(tx.ctx, `SELECT id, change FROM outpost_pending ORDER BY id`)
 		if err != nil {
 			return err

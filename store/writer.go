@@ -22,7 +22,10 @@ type job struct {
 	// single marks a transaction of one statement: it runs without a
 	// savepoint, because SQLite undoes a failed statement by itself.
 	single bool
-	done   chan struct{}
+	// meta marks a transaction that only moves replication cursors: it
+	// takes no db_version, so it is not itself something to replicate.
+	meta bool
+	done chan struct{}
 	err    error
 	dbv    int64    // db_version it committed as
 	slugs  []string // slugs it issued, released again if it does not commit
@@ -189,8 +192,10 @@ func (s *Store) group(batch []*job) {
 			j.slugs = append(j.slugs, sl.slug)
 		}
 		if err == nil {
-			s.dbv++
-			j.dbv = tc.dbv
+			if !j.meta {
+				s.dbv++
+				j.dbv = tc.dbv
+			}
 			ok = append(ok, j)
 			continue
 		}
