@@ -17,6 +17,7 @@ import (
 	"github.com/outpost-edge/outpost/identity"
 	"github.com/outpost-edge/outpost/peer"
 	"github.com/outpost-edge/outpost/policy"
+	"github.com/outpost-edge/outpost/replication"
 	"github.com/outpost-edge/outpost/schema"
 	"github.com/outpost-edge/outpost/store"
 	"github.com/outpost-edge/outpost/trust"
@@ -34,6 +35,7 @@ type Config struct {
 	TrustFile  string           // trust list; empty = no peers and no peer listener
 	PolicyFile string           // push/pull matrix overrides; empty = the default matrix
 	PeerAddr   string           // peer listener address (used with TrustFile); ":0" picks a free port
+	PushAll    bool             // push to every peer the policy allows, not only farm siblings
 	Logger     *slog.Logger
 }
 
@@ -50,6 +52,7 @@ type Node struct {
 	Perms    *policy.Permissions
 	Peers    *peer.Server // peer listener; nil without a trust list
 	Client   *peer.Client // node-to-node calls; nil without a trust list
+	Repl     *replication.Replicator // sync loops; nil without a trust list
 
 	apiLn  net.Listener
 	apiSrv *http.Server
@@ -81,6 +84,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("open node: schema permissions: %w", err)
 	}
 	self := policy.PartyOf(id)
+	var n *Node // set below; the store's remote check reads it
 	if err := checkPermissionTables(ctx, perms, string(ddl)); err != nil {
 		return nil, fmt.Errorf("open node: %w", err)
 	}
@@ -88,11 +92,17 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		Dir: cfg.DataDir, Identity: id, Schema: string(ddl), MaxDrift: cfg.MaxDrift,
 		Logger:     cfg.Logger.With("component", "store"),
 		WriteCheck: func(table string) error { return perms.Check(self, table) },
+		RemoteCheck: func(ch *outpost.Change) error {
+			if n == nil {
+				return nil
+			}
+			return n.checkRemote(ch)
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open node: %w", err)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, Identity: id, Key: key, Store: st, Perms: perms, served: make(chan error, 1)}
+	n = &Node{cfg: cfg, log: cfg.Logger, Identity: id, Key: key, Store: st, Perms: perms, served: make(chan error, 1)}
 	if err := n.openPeers(); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("open node: %w", err)
@@ -147,6 +157,9 @@ func (n *Node) Serve() {
 	if n.Peers != nil {
 		n.Peers.Serve()
 	}
+	if n.Repl != nil {
+		n.Repl.Start()
+	}
 	n.log.Info("node serving", "name", n.Identity.Name, "role", n.Identity.Role, "farm", n.Identity.Farm,
 		"api", n.APIURL(), "incarnation", n.Store.Incarnation(), "db_version", n.Store.DBVersion(), "version", outpost.Version)
 }
@@ -154,6 +167,9 @@ func (n *Node) Serve() {
 // Close stops taking requests, lets in-flight ones finish (within ctx), and
 // closes the store.
 func (n *Node) Close(ctx context.Context) error {
+	if n.Repl != nil {
+		n.Repl.Stop()
+	}
 	err := n.apiSrv.Shutdown(ctx)
 	_ = n.apiLn.Close() // in case Serve never ran
 	if perr := n.closePeers(ctx); perr != nil && err == nil {

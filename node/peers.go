@@ -3,11 +3,13 @@ package node
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/outpost-edge/outpost"
 	"github.com/outpost-edge/outpost/identity"
 	"github.com/outpost-edge/outpost/peer"
 	"github.com/outpost-edge/outpost/policy"
+	"github.com/outpost-edge/outpost/replication"
 	"github.com/outpost-edge/outpost/trust"
 )
 
@@ -40,6 +42,21 @@ func (n *Node) openPeers() error {
 		return err
 	}
 	n.Peers.HandleHello(n.hello)
+	n.Repl = replication.New(replication.Config{
+		Self: n.Identity, Store: n.Store, Trust: ts, Policy: n.Policy, Client: n.Client, Hello: n.hello,
+		Logger: n.log.With("component", "sync"), PushAll: n.cfg.PushAll,
+		OnCaughtUp: func() {
+			n.Store.SetSlugsReady(true)
+		},
+	})
+	n.Repl.Routes(n.Peers)
+	if pull, _ := n.Repl.Targets(); n.Store.NewIncarnation() && len(pull) > 0 {
+		// A database created empty may be a node rebuilt under an old
+		// name: until it has caught up with a peer it cannot know which
+		// slugs it issued in its earlier life.
+		n.Store.SetSlugsReady(false)
+		n.log.Info("new incarnation: slugs wait until the first pull has caught up", "peers", len(pull))
+	}
 	addr := n.cfg.PeerAddr
 	if addr == "" {
 		addr = ":7701"
@@ -88,4 +105,45 @@ func (n *Node) ReloadTrust() error {
 	}
 	n.log.Info("trust list reloaded", "added", len(d.Added), "removed", len(d.Removed), "changed", len(d.Changed), "peers", n.Trust.List().Len())
 	return nil
+}
+
+// checkRemote decides whether a change received from a peer may be applied:
+// its origin must be a known node whose role may write the table, and a
+// node's slug registry rows may come only from that node.
+func (n *Node) checkRemote(ch *outpost.Change) error {
+	name, _, _ := strings.Cut(ch.Origin, "/")
+	var origin outpost.Identity
+	if name == n.Identity.Name {
+		origin = n.Identity
+	} else if n.Trust != nil {
+		p, ok := n.Trust.List().ByName(name)
+		if !ok {
+			return fmt.Errorf("origin %s is not on the trust list", name)
+		}
+		origin = p.Identity
+	} else {
+		return fmt.Errorf("origin %s is unknown: no trust list", name)
+	}
+	if strings.EqualFold(ch.Table, "outpost_slugs") {
+		slug, _ := ch.PK[0].(string)
+		if !slugOf(slug, origin.Code) {
+			return fmt.Errorf("%s may not write slug %q: a node writes only its own slugs (ending in -%s)", name, slug, origin.Code)
+		}
+		return nil
+	}
+	return n.Perms.Check(policy.PartyOf(origin), ch.Table)
+}
+
+// slugOf reports whether slug was issued by the node with code: it ends in
+// -code or -code-N.
+func slugOf(slug, code string) bool {
+	if strings.HasSuffix(slug, "-"+code) {
+		return true
+	}
+	i := strings.LastIndex(slug, "-"+code+"-")
+	if i < 0 {
+		return false
+	}
+	rest := slug[i+len(code)+2:]
+	return rest != "" && strings.Trim(rest, "0123456789") == ""
 }

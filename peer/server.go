@@ -49,6 +49,9 @@ type Server struct {
 
 	mu    sync.Mutex
 	conns map[string]map[net.Conn]struct{} // by key fingerprint
+
+	base   context.Context // parent of every request context
+	cancel context.CancelFunc
 }
 
 type ctxKey int
@@ -69,6 +72,7 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, cert: cert, mux: http.NewServeMux(), Refusals: newRefusals(),
 		conns: map[string]map[net.Conn]struct{}{}}
+	s.base, s.cancel = context.WithCancel(context.Background())
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no peer route %s %s", r.Method, r.URL.Path))
 	})
@@ -123,6 +127,7 @@ func (s *Server) Listen(addr string) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       5 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext: func(net.Listener) context.Context { return s.base },
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connKey, c)
 		},
@@ -147,8 +152,10 @@ func (s *Server) Serve() {
 	}()
 }
 
-// Close stops the listener and closes every peer connection (streams included).
+// Close stops the listener, ends open streams (their request contexts are
+// canceled) and closes every peer connection.
 func (s *Server) Close(ctx context.Context) error {
+	s.cancel()
 	if s.srv == nil {
 		return nil
 	}

@@ -1,0 +1,177 @@
+package replication
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/outpost-edge/outpost"
+	"github.com/outpost-edge/outpost/peer"
+	"github.com/outpost-edge/outpost/policy"
+	"github.com/outpost-edge/outpost/store"
+	"github.com/outpost-edge/outpost/wire"
+)
+
+// pull streams the peer's groups from this node's cursor and applies them,
+// a batch per transaction, until the stream breaks.
+func (l *loop) pull() error {
+	h, err := l.hello()
+	if err != nil {
+		return err
+	}
+	st := l.r.cfg.Store
+	cursor, inc, err := st.Cursor(l.ctx, l.peer.Name, store.CursorPull)
+	if err != nil {
+		return err
+	}
+	if inc != h.Incarnation {
+		if inc != "" {
+			l.r.log.Info("sync: peer has a new incarnation; pulling from 0", "peer", l.peer.Name, "old", inc, "new", h.Incarnation)
+		}
+		cursor = 0
+	}
+	target := h.DBVersion // caught up once the cursor reaches this
+	q := url.Values{"since": {strconv.FormatInt(cursor, 10)}, "origin": {st.Origin()}}
+	resp, err := l.r.cfg.Client.Do(l.ctx, l.peer.Name, policy.Pull, http.MethodGet, ChangesPath+"?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	l.update(func(s *LinkStatus) { s.Connected, s.Cursor, s.LastError = true, cursor, "" })
+	l.checkCaughtUp(cursor, target)
+
+	rd := wire.NewReader(bufio.NewReaderSize(resp.Body, 64<<10), wire.DefaultLimits)
+	var batch []outpost.Group
+	for {
+		f, err := rd.Read()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return errors.New("stream ended")
+			}
+			return err
+		}
+		switch f.Type {
+		case wire.FrameGroup:
+			batch = append(batch, *f.Group)
+		case wire.FrameProgress:
+			res, err := st.Apply(l.ctx, l.peer.Name, store.CursorPull, h.Incarnation, batch, f.DBV)
+			if err != nil {
+				return err
+			}
+			batch = batch[:0]
+			cursor = res.Through
+			l.update(func(s *LinkStatus) {
+				s.Cursor = cursor
+				s.PeerDBVersion = max(s.PeerDBVersion, f.DBV)
+				s.Applied += int64(res.Applied)
+				s.Refused += int64(res.Refused)
+				s.behind(time.Now())
+			})
+			l.checkCaughtUp(cursor, target)
+			if res.Drift != nil {
+				// Held back, not lost: reconnect from the cursor after a pause.
+				return res.Drift
+			}
+		case wire.FrameHeartbeat:
+			l.update(func(s *LinkStatus) {
+				s.PeerDBVersion = max(s.PeerDBVersion, f.DBV)
+				s.behind(time.Now())
+			})
+		case wire.FrameError:
+			return fmt.Errorf("peer: %s", f.Message)
+		}
+	}
+}
+
+func (l *loop) checkCaughtUp(cursor, target int64) {
+	if cursor >= target && l.r.cfg.OnCaughtUp != nil {
+		l.r.caughtUp.Do(l.r.cfg.OnCaughtUp)
+	}
+}
+
+// Routes registers the sync routes on the peer server.
+func (r *Replicator) Routes(s *peer.Server) {
+	s.Handle("GET "+ChangesPath, policy.Pull, http.HandlerFunc(r.serveChanges))
+	s.Handle("POST "+ChangesPath, policy.Push, http.HandlerFunc(r.receivePush))
+}
+
+// serveChanges streams groups with db_version > since, then stays open and
+// sends new groups as they commit, with heartbeats. Changes that originated
+// at the requester's current incarnation are left out.
+func (r *Replicator) serveChanges(w http.ResponseWriter, req *http.Request) {
+	p, _ := peer.From(req.Context())
+	since, err := strconv.ParseInt(req.URL.Query().Get("since"), 10, 64)
+	if err != nil || since < 0 {
+		peer.WriteError(w, http.StatusBadRequest, "bad_request", "since must be a db_version >= 0")
+		return
+	}
+	origin := req.URL.Query().Get("origin")
+	if originName(origin) != p.Name {
+		peer.WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("origin %q is not %s's (NAME/incarnation)", origin, p.Name))
+		return
+	}
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		peer.WriteError(w, http.StatusInternalServerError, "internal", "streaming unsupported")
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-outpost-frames")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	fw := wire.NewWriter(bw)
+	flush := func() error {
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		fl.Flush()
+		return nil
+	}
+	st := r.cfg.Store
+	ctx := req.Context()
+	tick := time.NewTicker(r.cfg.Heartbeat)
+	defer tick.Stop()
+	for {
+		changed := st.Changed()
+		groups, through, err := st.ChangesSince(ctx, since, origin, r.cfg.BatchSize)
+		if err != nil {
+			if ctx.Err() == nil {
+				_ = fw.Write(wire.Frame{Type: wire.FrameError, Message: err.Error()})
+				_ = flush()
+			}
+			return
+		}
+		for i := range groups {
+			if err := fw.Write(wire.Frame{Type: wire.FrameGroup, Group: &groups[i]}); err != nil {
+				return
+			}
+		}
+		if through > since {
+			if err := fw.Write(wire.Frame{Type: wire.FrameProgress, DBV: through}); err != nil {
+				return
+			}
+			if err := flush(); err != nil {
+				return
+			}
+			since = through
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-tick.C:
+			if err := fw.Write(wire.Frame{Type: wire.FrameHeartbeat, DBV: st.DBVersion()}); err != nil {
+				return
+			}
+			if err := flush(); err != nil {
+				return
+			}
+		}
+	}
+}
+

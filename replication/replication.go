@@ -1,0 +1,255 @@
+// Package replication runs the sync protocol of DESIGN.md section 6 over the
+// peer transport: a streaming pull that stays open and delivers new groups as
+// they commit, push with acknowledgement, per-peer cursors that reset on a
+// new incarnation, echo suppression, and jittered backoff. Who pulls from and
+// pushes to whom follows the policy.
+package replication
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/outpost-edge/outpost"
+	"github.com/outpost-edge/outpost/identity"
+	"github.com/outpost-edge/outpost/peer"
+	"github.com/outpost-edge/outpost/policy"
+	"github.com/outpost-edge/outpost/store"
+	"github.com/outpost-edge/outpost/trust"
+)
+
+// Paths of the sync routes.
+const (
+	ChangesPath = "/sync/v1/changes"
+)
+
+// Config configures a Replicator.
+type Config struct {
+	Self      outpost.Identity
+	Store     *store.Store
+	Trust     *trust.Store
+	Policy    *policy.Matrix
+	Client    *peer.Client
+	Hello     func() peer.Hello // this node's hello, to negotiate
+	Logger    *slog.Logger
+	BatchSize int           // changes per pull/push batch; 0 = 5000
+	Heartbeat time.Duration // stream heartbeat; 0 = 1s
+	// PushAll pushes to every peer the policy allows; by default a node
+	// pushes only to its farm siblings (everything else reaches peers by
+	// their pulls).
+	PushAll bool
+	// OnCaughtUp is called once, the first time a pull from any peer has
+	// caught up with what that peer had when the pull started.
+	OnCaughtUp func()
+	MinBackoff time.Duration // 0 = 100ms
+	MaxBackoff time.Duration // 0 = 5s
+}
+
+// Replicator runs one pull loop and/or one push loop per peer.
+type Replicator struct {
+	cfg Config
+	log *slog.Logger
+
+	mu     sync.Mutex
+	loops  map[string]*loop // by peer name + "/" + direction
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	caughtUp sync.Once
+}
+
+// New returns a replicator; register its routes with Routes and start it with Start.
+func New(cfg Config) *Replicator {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 5000
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = time.Second
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = 100 * time.Millisecond
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 5 * time.Second
+	}
+	return &Replicator{cfg: cfg, log: cfg.Logger, loops: map[string]*loop{}}
+}
+
+// Start launches the loops the policy calls for, and follows trust list reloads.
+func (r *Replicator) Start() {
+	r.mu.Lock()
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.mu.Unlock()
+	r.reconcile()
+	r.cfg.Trust.OnChange(func(trust.Diff) { r.reconcile() })
+}
+
+// Stop ends every loop and waits for them.
+func (r *Replicator) Stop() {
+	r.mu.Lock()
+	if r.cancel != nil {
+		r.cancel()
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
+}
+
+// Targets returns the peers this node pulls from and pushes to.
+func (r *Replicator) Targets() (pull, push []identity.Peer) {
+	self := policy.PartyOf(r.cfg.Self)
+	for _, p := range r.cfg.Trust.List().Others() {
+		if p.Addr == "" {
+			continue
+		}
+		if r.cfg.Policy.Check(self, peer.Party(p), policy.Pull).Allowed {
+			pull = append(pull, p)
+		}
+		sibling := r.cfg.Self.Role == outpost.RoleEdge && p.Role == outpost.RoleEdge && p.Farm == r.cfg.Self.Farm
+		if (r.cfg.PushAll || sibling) && r.cfg.Policy.Check(self, peer.Party(p), policy.Push).Allowed {
+			push = append(push, p)
+		}
+	}
+	return pull, push
+}
+
+// reconcile starts loops for new targets and stops those no longer wanted.
+func (r *Replicator) reconcile() {
+	pull, push := r.Targets()
+	want := map[string]func() *loop{}
+	for _, p := range pull {
+		want[p.Name+"/pull"] = func() *loop { return r.newLoop(p, policy.Pull) }
+	}
+	for _, p := range push {
+		want[p.Name+"/push"] = func() *loop { return r.newLoop(p, policy.Push) }
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ctx == nil || r.ctx.Err() != nil {
+		return
+	}
+	for k, l := range r.loops {
+		if _, ok := want[k]; !ok {
+			l.cancel()
+			delete(r.loops, k)
+		}
+	}
+	for k, mk := range want {
+		if _, ok := r.loops[k]; ok {
+			continue
+		}
+		l := mk()
+		r.loops[k] = l
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			l.run()
+		}()
+	}
+}
+
+// loop is one direction of sync with one peer.
+type loop struct {
+	r      *Replicator
+	peer   identity.Peer
+	action policy.Action
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu  sync.Mutex
+	st  LinkStatus
+	inc string // the peer's incarnation
+}
+
+func (r *Replicator) newLoop(p identity.Peer, a policy.Action) *loop {
+	ctx, cancel := context.WithCancel(r.ctx)
+	return &loop{r: r, peer: p, action: a, ctx: ctx, cancel: cancel,
+		st: LinkStatus{Peer: p.Name, Role: string(p.Role), Farm: p.Farm, Direction: string(a)}}
+}
+
+func (l *loop) run() {
+	backoff := l.r.cfg.MinBackoff
+	for l.ctx.Err() == nil {
+		start := time.Now()
+		var err error
+		if l.action == policy.Pull {
+			err = l.pull()
+		} else {
+			err = l.push()
+		}
+		if l.ctx.Err() != nil {
+			return
+		}
+		l.update(func(s *LinkStatus) {
+			s.Connected = false
+			if err != nil {
+				s.LastError = err.Error()
+				s.Errors++
+			}
+		})
+		if err != nil {
+			l.r.log.Debug("sync: link down", "peer", l.peer.Name, "direction", l.action, "err", err, "retry_in", backoff)
+		}
+		if time.Since(start) > 10*time.Second {
+			backoff = l.r.cfg.MinBackoff // it had been working
+		}
+		// Full jitter: a peer that is down costs a log line and a metric.
+		wait := time.Duration(rand.Int64N(int64(backoff))) + backoff/2
+		select {
+		case <-l.ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, l.r.cfg.MaxBackoff)
+	}
+}
+
+// hello learns the peer's incarnation and checks the protocol.
+func (l *loop) hello() (peer.Hello, error) {
+	ctx, cancel := context.WithTimeout(l.ctx, 10*time.Second)
+	defer cancel()
+	h, err := l.r.cfg.Client.Hello(ctx, l.peer.Name)
+	if err != nil {
+		return h, err
+	}
+	if h.Name != l.peer.Name {
+		return h, fmt.Errorf("peer at %s says it is %s, not %s", l.peer.Addr, h.Name, l.peer.Name)
+	}
+	if _, err := Negotiate(l.r.cfg.Hello(), h); err != nil {
+		return h, err
+	}
+	l.mu.Lock()
+	l.inc = h.Incarnation
+	l.st.Incarnation = h.Incarnation
+	l.st.PeerDBVersion = max(l.st.PeerDBVersion, h.DBVersion)
+	l.mu.Unlock()
+	return h, nil
+}
+
+// Negotiate picks the protocol version two nodes speak: the highest both
+// know, if it is at least what each still requires.
+func Negotiate(a, b peer.Hello) (int, error) {
+	v := min(a.Protocol, b.Protocol)
+	if v < a.MinProtocol || v < b.MinProtocol {
+		return 0, fmt.Errorf("protocol mismatch: %s speaks %d..%d, %s speaks %d..%d", a.Name, a.MinProtocol, a.Protocol, b.Name, b.MinProtocol, b.Protocol)
+	}
+	return v, nil
+}
+
+func (l *loop) update(f func(*LinkStatus)) {
+	l.mu.Lock()
+	f(&l.st)
+	l.mu.Unlock()
+}
+
+func originName(origin string) string {
+	name, _, _ := strings.Cut(origin, "/")
+	return name
+}
