@@ -50,8 +50,8 @@ type Node struct {
 	Trust    *trust.Store   // nil without a trust list
 	Policy   *policy.Matrix // the push/pull matrix in force
 	Perms    *policy.Permissions
-	Peers    *peer.Server // peer listener; nil without a trust list
-	Client   *peer.Client // node-to-node calls; nil without a trust list
+	Peers    *peer.Server            // peer listener; nil without a trust list
+	Client   *peer.Client            // node-to-node calls; nil without a trust list
 	Repl     *replication.Replicator // sync loops; nil without a trust list
 
 	apiLn  net.Listener

@@ -174,4 +174,3 @@ func (r *Replicator) serveChanges(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 }
-

@@ -24,11 +24,11 @@ type job struct {
 	single bool
 	// meta marks a transaction that only moves replication cursors: it
 	// takes no db_version, so it is not itself something to replicate.
-	meta bool
-	done chan struct{}
-	err    error
-	dbv    int64    // db_version it committed as
-	slugs  []string // slugs it issued, released again if it does not commit
+	meta  bool
+	done  chan struct{}
+	err   error
+	dbv   int64    // db_version it committed as
+	slugs []string // slugs it issued, released again if it does not commit
 }
 
 // Tx is a transaction being executed by the writer. It is valid only inside
