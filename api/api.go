@@ -64,6 +64,9 @@ func New(st *store.Store, cfg Config) *Server {
 // Handle adds a route (used by the node for /metrics, /v1/status and others).
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
+// HandleAuth adds a route behind the API's bearer token.
+func (s *Server) HandleAuth(pattern string, h http.HandlerFunc) { s.mux.HandleFunc(pattern, s.auth(h)) }
+
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
@@ -92,7 +95,7 @@ func allowedMethod(path string) string {
 	switch path {
 	case "/v1/exec", "/v1/query":
 		return http.MethodPost
-	case "/v1/ids", "/healthz":
+	case "/v1/ids", "/healthz", "/v1/status":
 		return http.MethodGet
 	}
 	return ""

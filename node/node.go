@@ -108,6 +108,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("open node: %w", err)
 	}
 	n.API = api.New(st, api.Config{Token: cfg.APIToken, MaxBody: cfg.MaxBody, Logger: cfg.Logger.With("component", "api")})
+	n.API.HandleAuth("GET /v1/status", n.serveStatus)
 	if n.apiLn, err = net.Listen("tcp", cfg.APIAddr); err != nil {
 		n.closePeers(ctx)
 		st.Close()

@@ -275,6 +275,9 @@ func (s *Store) ID() string { return s.ids.ID() }
 // it issued in an earlier life.
 func (s *Store) SetSlugsReady(ready bool) { s.slugsReady.Store(ready) }
 
+// SlugsReady reports whether the store issues slugs.
+func (s *Store) SlugsReady() bool { return s.slugsReady.Load() }
+
 // Changed returns a channel that is closed at the next commit.
 func (s *Store) Changed() <-chan struct{} {
 	s.notifyMu.Lock()

@@ -20,7 +20,9 @@ type command struct {
 
 func commands() []command {
 	return []command{
+		{"up", "start a demo fleet on loopback: a master, a node, two farms of two edges", runUp},
 		{"serve", "run a node: outpost serve --data DIR --schema FILE", runServe},
+		{"status", "show a node's peers, cursors, lag and refusals", runStatus},
 		{"keygen", "create this node's key and identity in --data DIR", runKeygen},
 		{"id", "print this node's public identity line for peers' trust lists", runID},
 		{"bench", "benchmark a running node's API and the data disk's fsync rate", runBench},

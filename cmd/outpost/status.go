@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/outpost-edge/outpost/node"
+)
+
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("status", stderr)
+	target := fs.String("target", "http://127.0.0.1:7700", "API URL of the node")
+	token := fs.String("api-token", "", "bearer token of the node")
+	asJSON := fs.Bool("json", false, "print the raw JSON of /v1/status")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(*target, "/")+"/v1/status", nil)
+	if err != nil {
+		return err
+	}
+	if *token != "" {
+		req.Header.Set("Authorization", "Bearer "+*token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: HTTP %d: %s", *target, resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	if *asJSON {
+		_, err := stdout.Write(body)
+		return err
+	}
+	var st node.Status
+	if err := json.Unmarshal(body, &st); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s (%s%s)  db_version %d  incarnation %s  pending %d  slugs ready %v\n",
+		st.Name, st.Role, farmSuffix(st.Farm), st.DBVersion, st.Incarnation, st.Pending, st.SlugsReady)
+	fmt.Fprintf(stdout, "replication: applied %d, ignored %d, refused %d, held back (drift) %d\n\n",
+		st.Replication.Applied, st.Replication.Ignored, st.Replication.Refused, st.Replication.Drifted)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tROLE\tDIR\tUP\tCURSOR\tPEER DBV\tLAG (VERSIONS)\tLAG (S)\tCHANGES\tREFUSED\tLAST ERROR")
+	for _, l := range st.Links {
+		fmt.Fprintf(tw, "%s\t%s%s\t%s\t%v\t%d\t%d\t%d\t%.1f\t%d\t%d\t%s\n", l.Peer, l.Role, farmSuffix(l.Farm), l.Direction, l.Connected,
+			l.Cursor, l.PeerDBVersion, l.LagChanges, l.LagSeconds, l.Applied, l.Refused, l.LastError)
+	}
+	tw.Flush()
+	if len(st.Refusals) > 0 {
+		fmt.Fprintln(stdout, "\nrefusals:")
+		for _, r := range st.Refusals {
+			fmt.Fprintf(stdout, "  %-20s %-40s %d\n", r.Kind, r.Detail, r.Count)
+		}
+	}
+	return nil
+}
+
+func farmSuffix(f string) string {
+	if f == "" {
+		return ""
+	}
+	return " " + f
+}

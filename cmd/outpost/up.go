@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/outpost-edge/outpost/fleet"
+)
+
+func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("up", stderr)
+	dir := fs.String("dir", "", "directory for the fleet's keys, trust list, schema and data; empty = a new temp dir")
+	base := fs.Int("base-port", 0, "member i listens on base+2i (API) and base+2i+1 (peer); 0 = free ports")
+	logLevel := fs.String("log-level", "warn", "debug, info, warn or error (JSON on stderr)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	if *dir == "" {
+		if *dir, err = os.MkdirTemp("", "outpost-fleet-*"); err != nil {
+			return err
+		}
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	f, err := fleet.Start(ctx, *dir, fleet.Demo(*base), fleet.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	if err := f.WriteJSON(); err != nil {
+		f.Close(context.Background())
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tROLE\tFARM\tAPI\tPEER")
+	for _, e := range f.Entries() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Name, e.Role, e.Farm, e.API, e.Peer)
+	}
+	tw.Flush()
+	fmt.Fprintf(stdout, "\nfleet directory: %s (fleet.json, fleet.trust, schema.sql, one data dir per node)\n", *dir)
+	fmt.Fprintf(stdout, "try: curl -s %s/v1/exec -d '{\"statements\":[{\"sql\":\"INSERT INTO pages (id, slug, title) VALUES (outpost_id(), outpost_slug(?), ?)\",\"args\":[\"Hello\",\"Hello\"]}]}'\n", f.Entries()[2].API)
+	fmt.Fprintf(stdout, "     curl -s %s/v1/query -d '{\"sql\":\"SELECT * FROM pages\"}'\n", f.Entries()[5].API)
+	fmt.Fprintln(stdout, "Ctrl-C stops the fleet.")
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return f.Close(sctx)
+}

@@ -1,0 +1,59 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+
+	"github.com/outpost-edge/outpost/peer"
+	"github.com/outpost-edge/outpost/replication"
+	"github.com/outpost-edge/outpost/store"
+)
+
+// Status is the answer of GET /v1/status and `outpost status`.
+type Status struct {
+	Name        string                   `json:"name"`
+	Role        string                   `json:"role"`
+	Farm        string                   `json:"farm,omitempty"`
+	Incarnation string                   `json:"incarnation"`
+	DBVersion   int64                    `json:"db_version"`
+	SlugsReady  bool                     `json:"slugs_ready"`
+	Links       []replication.LinkStatus `json:"links"`
+	Replication store.ReplStats          `json:"replication"`
+	Pending     int64                    `json:"pending_changes"`
+	Refusals    []peer.Refusal           `json:"refusals"`
+	Writes      store.Stats              `json:"writes"`
+}
+
+// Status reports the node's replication state.
+func (n *Node) Status() Status {
+	st := Status{
+		Name: n.Identity.Name, Role: string(n.Identity.Role), Farm: n.Identity.Farm,
+		Incarnation: n.Store.Incarnation(), DBVersion: n.Store.DBVersion(), SlugsReady: n.Store.SlugsReady(),
+		Replication: n.Store.ReplStats(), Writes: n.Store.Stats(), Links: []replication.LinkStatus{}, Refusals: []peer.Refusal{},
+	}
+	st.Pending, _ = n.Store.PendingCount(context.Background())
+	if n.Repl != nil {
+		st.Links = n.Repl.Status()
+	}
+	if n.Peers != nil {
+		st.Refusals = append(st.Refusals, n.Peers.Refusals.Snapshot()...)
+	}
+	if n.Client != nil {
+		for _, r := range n.Client.Refusals.Snapshot() {
+			r.Kind = "outgoing_" + r.Kind
+			st.Refusals = append(st.Refusals, r)
+		}
+	}
+	return st
+}
+
+func (n *Node) serveStatus(w http.ResponseWriter, r *http.Request) {
+	b, err := json.MarshalIndent(n.Status(), "", "  ")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(append(b, '\n'))
+}
