@@ -16,7 +16,7 @@ import (
 func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("up", stderr)
 	dir := fs.String("dir", "", "directory for the fleet's keys, trust list, schema and data; empty = a new temp dir")
-	base := fs.Int("base-port", 0, "member i listens on base+2i (API) and base+2i+1 (peer); 0 = free ports")
+	base := fs.Int("base-port", 7700, "member i listens on base+2i (API) and base+2i+1 (peer); 0 = free ports")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error (JSON on stderr)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
