@@ -138,11 +138,20 @@ func spec(chs []change) state {
 		if s.Cols == nil {
 			s.Cols = map[string]merge.Cell{}
 		}
-		if cur, ok := s.Cols[c.Col]; !ok || merge.Compare(c.V, cur.Version) > 0 {
+		if cur, ok := s.Cols[c.Col]; !ok || newer(c.V, cur.Version) {
 			s.Cols[c.Col] = merge.Cell{Version: c.V, Val: c.Val}
 		}
 	}
 	return s
+}
+
+// newer is the version order of DESIGN.md section 4, written out again so
+// that spec does not lean on merge.Compare: hlc first, then origin by bytes.
+func newer(a, b merge.Version) bool {
+	if a.HLC != b.HLC {
+		return a.HLC > b.HLC
+	}
+	return a.Origin > b.Origin // Go compares strings bytewise
 }
 
 func requireSameState(tb rapid.TB, what string, got, want state, chs ...[]change) {

@@ -45,8 +45,11 @@ func (l *loop) pull() error {
 	l.update(func(s *LinkStatus) { s.Connected, s.Cursor, s.LastError = true, cursor, "" })
 	l.checkCaughtUp(cursor, target)
 
-	rd := wire.NewReader(bufio.NewReaderSize(resp.Body, 64<<10), wire.DefaultLimits)
+	br := bufio.NewReaderSize(resp.Body, 256<<10)
+	rd := wire.NewReader(br, wire.DefaultLimits)
 	var batch []outpost.Group
+	changes := 0
+	var pendingThrough int64 // a progress frame whose batch is still being extended
 	for {
 		f, err := rd.Read()
 		if err != nil {
@@ -58,12 +61,19 @@ func (l *loop) pull() error {
 		switch f.Type {
 		case wire.FrameGroup:
 			batch = append(batch, *f.Group)
+			changes += len(f.Group.Changes)
 		case wire.FrameProgress:
+			if br.Buffered() > 0 && changes < l.r.cfg.BatchSize*4 {
+				// More has arrived already: take it into the same local
+				// transaction (one fsync) instead of falling behind.
+				pendingThrough = f.DBV
+				continue
+			}
 			res, err := st.Apply(l.ctx, l.peer.Name, store.CursorPull, h.Incarnation, batch, f.DBV)
 			if err != nil {
 				return err
 			}
-			batch = batch[:0]
+			batch, changes, pendingThrough = batch[:0], 0, 0
 			cursor = res.Through
 			l.update(func(s *LinkStatus) {
 				s.Cursor = cursor
@@ -78,6 +88,17 @@ func (l *loop) pull() error {
 				return res.Drift
 			}
 		case wire.FrameHeartbeat:
+			if pendingThrough > 0 {
+				res, err := st.Apply(l.ctx, l.peer.Name, store.CursorPull, h.Incarnation, batch, pendingThrough)
+				if err != nil {
+					return err
+				}
+				batch, changes, pendingThrough = batch[:0], 0, 0
+				cursor = res.Through
+				if res.Drift != nil {
+					return res.Drift
+				}
+			}
 			l.update(func(s *LinkStatus) {
 				s.PeerDBVersion = max(s.PeerDBVersion, f.DBV)
 				s.behind(time.Now())

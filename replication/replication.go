@@ -61,6 +61,7 @@ type Replicator struct {
 	wg     sync.WaitGroup
 
 	caughtUp sync.Once
+	started  bool
 }
 
 // New returns a replicator; register its routes with Routes and start it with Start.
@@ -87,9 +88,13 @@ func New(cfg Config) *Replicator {
 func (r *Replicator) Start() {
 	r.mu.Lock()
 	r.ctx, r.cancel = context.WithCancel(context.Background())
+	first := !r.started
+	r.started = true
 	r.mu.Unlock()
 	r.reconcile()
-	r.cfg.Trust.OnChange(func(trust.Diff) { r.reconcile() })
+	if first {
+		r.cfg.Trust.OnChange(func(trust.Diff) { r.reconcile() })
+	}
 }
 
 // Stop ends every loop and waits for them.
@@ -98,6 +103,7 @@ func (r *Replicator) Stop() {
 	if r.cancel != nil {
 		r.cancel()
 	}
+	r.loops = map[string]*loop{}
 	r.mu.Unlock()
 	r.wg.Wait()
 }
@@ -195,7 +201,12 @@ func (l *loop) run() {
 			}
 		})
 		if err != nil {
-			l.r.log.Debug("sync: link down", "peer", l.peer.Name, "direction", l.action, "err", err, "retry_in", backoff)
+			// The first failure after a working link is news; retries are not.
+			lvl := slog.LevelDebug
+			if time.Since(start) > time.Second || backoff == l.r.cfg.MinBackoff {
+				lvl = slog.LevelInfo
+			}
+			l.r.log.Log(l.ctx, lvl, "sync: link down", "peer", l.peer.Name, "direction", l.action, "err", err, "retry_in", backoff)
 		}
 		if time.Since(start) > 10*time.Second {
 			backoff = l.r.cfg.MinBackoff // it had been working

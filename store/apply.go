@@ -95,7 +95,7 @@ func (s *Store) Apply(ctx context.Context, peer, kind, inc string, groups []outp
 		if err := s.driftCheck(g); err != nil {
 			res.Drift = err
 			s.repl.drifted.Add(1)
-			through = g.DBV - 1
+			through = min(through, g.DBV-1)
 			groups = groups[:i]
 			break
 		}

@@ -103,7 +103,8 @@ func TestConvergence_Randomized(t *testing.T) {
 }
 
 // convSetDefaultChecks lowers rapid's default number of checks (100) for
-// this test, unless -rapid.checks or RAPID_CHECKS asked for a number.
+// this test, unless -rapid.checks or RAPID_CHECKS asked for a number. (With
+// -short rapid runs a fifth of them.)
 func convSetDefaultChecks(tb testing.TB, n int) {
 	tb.Helper()
 	f := flag.Lookup("rapid.checks")
@@ -118,9 +119,6 @@ func convSetDefaultChecks(tb testing.TB, n int) {
 	if set {
 		return
 	}
-	if testing.Short() {
-		n = max(1, n/3)
-	}
 	old := f.Value.String()
 	if err := f.Value.Set(strconv.Itoa(n)); err != nil {
 		tb.Fatal(err)
@@ -130,7 +128,7 @@ func convSetDefaultChecks(tb testing.TB, n int) {
 
 // convStats count what the histories exercised, to show the faults happen.
 type convStats struct {
-	Writes, Refused, Pulls, Lossy, Dup, Reorder, Drifted, DriftBug, Restarts, Partitions, HealRounds int
+	Writes, Refused, Pulls, Lossy, Dup, Reorder, Drifted, Restarts, Partitions, HealRounds int
 }
 
 func (s *convStats) add(o *convStats) {
@@ -141,7 +139,6 @@ func (s *convStats) add(o *convStats) {
 	s.Dup += o.Dup
 	s.Reorder += o.Reorder
 	s.Drifted += o.Drifted
-	s.DriftBug += o.DriftBug
 	s.Restarts += o.Restarts
 	s.Partitions += o.Partitions
 	s.HealRounds += o.HealRounds
@@ -306,18 +303,8 @@ func convValue() *rapid.Generator[any] {
 	)
 }
 
-// convEmptyBlobKnownBug leaves the zero-length blob out of the values the
-// test writes. BUG (store/emit.go): ChangesSince emits a zero-length BLOB as
-// []byte(nil), which Apply binds as NULL, so x” written on one node is NULL
-// on every other one, for good. Set this to false once that is fixed.
-const convEmptyBlobKnownBug = true
-
 func convBlobs() []string {
-	blobs := []string{"\x00", "\xff\x00x", "3"}
-	if !convEmptyBlobKnownBug {
-		blobs = append(blobs, "")
-	}
-	return blobs
+	return []string{"", "\x00", "\xff\x00x", "3"}
 }
 
 // convOp is one statement of a local write and what it should leave in the
@@ -473,26 +460,10 @@ func (w *convWorld) apply(rt *rapid.T, dst, src *convNode, groups []outpost.Grou
 		rt.Fatalf("%s's cursor for %s is %d, but Apply answered %d", dst.id.Name, src.id.Name, cur, res.Through)
 	}
 	if cur > through {
-		if !convDriftThroughKnownBug || res.Drift == nil {
-			rt.Fatalf("%s applying %d groups from %s through %d: the cursor moved to %d (drift: %v)", dst.id.Name, len(groups), src.id.Name, through, cur, res.Drift)
-		}
-		// Work around the known bug so it cannot lose data in this test.
-		if err := dst.s.SetCursor(context.Background(), src.id.Name, store.CursorPull, src.s.Incarnation(), through); err != nil {
-			rt.Fatal(err)
-		}
-		res.Through = through
-		w.stats.DriftBug++
+		rt.Fatalf("%s applying %d groups from %s through %d: the cursor moved to %d (drift: %v)", dst.id.Name, len(groups), src.id.Name, through, cur, res.Drift)
 	}
 	return res
 }
-
-// convDriftThroughKnownBug works around a bug instead of failing on it.
-// BUG (store/apply.go, Apply): when a group is held back for clock drift,
-// Apply sets through = g.DBV-1 even when the caller's through is lower (the
-// caller received groups out of order, or lost one before g), so the
-// cursor passes groups that never arrived and they are never sent again.
-// Fix: through = min(through, g.DBV-1). Set this to false once fixed.
-const convDriftThroughKnownBug = true
 
 // pull moves one batch of src's changes to dst over a link that may lose,
 // duplicate or reorder groups. Whatever the link does, the cursor never

@@ -90,6 +90,13 @@ func (s *Store) readWindow(ctx context.Context, conn *sql.Conn, lo, hi int64) ([
 				rows.Close()
 				return nil, nil, fmt.Errorf("table %q: %w", rt.name, err)
 			}
+			for k := range dest {
+				// The driver reads a zero-length BLOB as []byte(nil),
+				// which would bind as NULL at the receiver.
+				if b, ok := dest[k].([]byte); ok && b == nil {
+					dest[k] = []byte{}
+				}
+			}
 			ch := outpost.Change{Table: rt.name, PK: dest[:n:n], Val: dest[n+5]}
 			ch.Col, _ = dest[n].(string)
 			ch.CL, _ = dest[n+1].(int64)

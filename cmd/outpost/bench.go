@@ -26,10 +26,24 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	duration := fs.Duration("duration", 5*time.Second, "time limit per scenario")
 	maxOps := fs.Int64("max-ops", 200_000, "operation limit per scenario")
 	asJSON := fs.Bool("json", false, "print results as JSON")
+	suite := fs.String("suite", "api", "api (one node's API and disk) or replication (the `up` fleet in this process: propagation, throughput, catch-up)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	lim := bench.Limits{Duration: *duration, MaxOps: *maxOps}
+	if *suite == "replication" {
+		results, err := bench.Replication(ctx, lim, func(r bench.Result) {
+			if !*asJSON {
+				fmt.Fprintf(stderr, "  %-62s %10.0f/s  p50 %-9s p99 %-9s errors %d %s\n", r.Name, r.PerSecond, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Errors, r.Note)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return printResults(stdout, results, *asJSON, 0)
+	} else if *suite != "api" {
+		return fmt.Errorf("--suite %q: want api or replication", *suite)
+	}
 	dir := *dataDir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "outpost-bench-*")
@@ -79,19 +93,25 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	add(bench.Reads(ctx, c1, 1, lim, ids))
 	add(bench.Reads(ctx, c16, 16, lim, ids))
 
-	if *asJSON {
+	return printResults(stdout, results, *asJSON, fsync.P50)
+}
+
+// printResults prints JSON or a Markdown table; with ref > 0 a column of
+// p50 ratios against it.
+func printResults(stdout io.Writer, results []bench.Result, asJSON bool, ref time.Duration) error {
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(results)
 	}
-	fmt.Fprintln(stdout, "| scenario | ops/s | p50 | p99 | p50 / fsync p50 | errors |")
-	fmt.Fprintln(stdout, "| --- | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Fprintln(stdout, "| scenario | ops/s | p50 | p99 | p50 / fsync p50 | errors | note |")
+	fmt.Fprintln(stdout, "| --- | ---: | ---: | ---: | ---: | ---: | --- |")
 	for _, r := range results {
 		ratio := "-"
-		if fsync.P50 > 0 {
-			ratio = fmt.Sprintf("%.2f", float64(r.P50)/float64(fsync.P50))
+		if ref > 0 {
+			ratio = fmt.Sprintf("%.2f", float64(r.P50)/float64(ref))
 		}
-		fmt.Fprintf(stdout, "| %s | %.0f | %s | %s | %s | %d |\n", r.Name, r.PerSecond, fmtDur(r.P50), fmtDur(r.P99), ratio, r.Errors)
+		fmt.Fprintf(stdout, "| %s | %.0f | %s | %s | %s | %d | %s |\n", r.Name, r.PerSecond, fmtDur(r.P50), fmtDur(r.P99), ratio, r.Errors, r.Note)
 	}
 	return nil
 }
