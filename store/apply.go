@@ -149,6 +149,11 @@ func (tx *Tx) applyChange(ch *outpost.Change, res *ApplyResult) error {
 			return nil
 		}
 	}
+	key := seenKey(ch)
+	if s.seen.has(key, ch) {
+		res.Ignored++
+		return nil
+	}
 	local, err := tx.local(rt, ch)
 	if err != nil {
 		return err
@@ -170,6 +175,10 @@ func (tx *Tx) applyChange(ch *outpost.Change, res *ApplyResult) error {
 	case merge.Ignore:
 		res.Ignored++
 		return nil
+	case merge.NewLife, merge.ApplyColumn:
+		tx.tc.seen = append(tx.tc.seen, seenEntry{key, seenVersion{ch.CL, ch.HLC, ch.Origin}})
+	}
+	switch act {
 	case merge.NewLife:
 		if err := exec(rt.upSent, with("", ch.CL, int64(ch.HLC), ch.Origin, dbv)...); err != nil {
 			return err
@@ -212,31 +221,41 @@ func (tx *Tx) applyChange(ch *outpost.Change, res *ApplyResult) error {
 // local reads what this node holds for the change's row and column.
 func (tx *Tx) local(rt *replTable, ch *outpost.Change) (merge.Local, error) {
 	var l merge.Local
-	st, err := tx.s.stmts.get(tx.ctx, rt.sent)
-	if err != nil {
-		return l, err
-	}
-	var h int64
-	err = st.QueryRowContext(tx.ctx, ch.PK...).Scan(&l.CL, &h, &l.Sentinel.Origin)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return l, err
-	}
-	l.Sentinel.HLC = uint64(h)
-	if ch.Col == "" || err != nil {
+	if ch.Col == "" {
+		st, err := tx.s.stmts.get(tx.ctx, rt.sent)
+		if err != nil {
+			return l, err
+		}
+		var h int64
+		err = st.QueryRowContext(tx.ctx, ch.PK...).Scan(&l.CL, &h, &l.Sentinel.Origin)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return l, err
+		}
+		l.Sentinel.HLC = uint64(h)
 		return l, nil
 	}
-	st, err = tx.s.stmts.get(tx.ctx, rt.colVer)
+	st, err := tx.s.stmts.get(tx.ctx, rt.colVer)
 	if err != nil {
 		return l, err
 	}
-	err = st.QueryRowContext(tx.ctx, append(append([]any{}, ch.PK...), ch.Col)...).Scan(&h, &l.Col.Origin)
-	switch {
-	case err == nil:
-		l.HasCol, l.Col.HLC = true, uint64(h)
-	case !errors.Is(err, sql.ErrNoRows):
+	rows, err := st.QueryContext(tx.ctx, append(append([]any{}, ch.PK...), ch.Col)...)
+	if err != nil {
 		return l, err
 	}
-	return l, nil
+	defer rows.Close()
+	for rows.Next() {
+		var col, origin string
+		var cl, h int64
+		if err := rows.Scan(&col, &cl, &h, &origin); err != nil {
+			return l, err
+		}
+		if col == "" {
+			l.CL, l.Sentinel = cl, merge.Version{HLC: uint64(h), Origin: origin}
+		} else {
+			l.HasCol, l.Col = true, merge.Version{HLC: uint64(h), Origin: origin}
+		}
+	}
+	return l, rows.Err()
 }
 
 var pendingEnc, _ = cbor.EncOptions{}.EncMode()

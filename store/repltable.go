@@ -66,7 +66,7 @@ func newReplTable(t schema.Table) *replTable {
 	rt.emit = fmt.Sprintf("SELECT %s, c.col, c.cl, c.hlc, c.origin, c.dbv, %s FROM %s AS c LEFT JOIN %s AS t ON %s WHERE c.dbv > ? AND c.dbv <= ? ORDER BY c.dbv",
 		prefixed("c.", pkc), val, clock, tbl, strings.Join(join, " AND "))
 	rt.sent = fmt.Sprintf("SELECT cl, hlc, origin FROM %s WHERE %s AND col = ''", clock, strings.Join(pkMatchClock, " AND "))
-	rt.colVer = fmt.Sprintf("SELECT hlc, origin FROM %s WHERE %s AND col = ?", clock, strings.Join(pkMatchClock, " AND "))
+	rt.colVer = fmt.Sprintf("SELECT col, cl, hlc, origin FROM %s WHERE %s AND col IN ('', ?)", clock, strings.Join(pkMatchClock, " AND "))
 	rt.upSent = fmt.Sprintf("INSERT INTO %s (%s, col, cl, hlc, origin, dbv) VALUES (%s, ?, ?, ?, ?, ?) ON CONFLICT (%s, col) DO UPDATE SET cl = excluded.cl, hlc = excluded.hlc, origin = excluded.origin, dbv = excluded.dbv",
 		clock, strings.Join(pkc, ", "), strings.Join(ph, ", "), strings.Join(pkc, ", "))
 	rt.bumpSen = fmt.Sprintf("UPDATE %s SET hlc = ?, origin = ?, dbv = ? WHERE %s AND col = ''", clock, strings.Join(pkMatchClock, " AND "))

@@ -76,6 +76,7 @@ type Store struct {
 	tables     map[string]*replTable // replicated tables by lower-case name
 	tableOrder []*replTable
 	repl       replStats
+	seen       seenCache  // writer goroutine only
 	stmts      *stmtCache // Outpost's own statements
 	appStmts   *stmtCache // client statements, prepared under the app authorizer
 	dbv        int64      // last committed db_version
@@ -101,6 +102,7 @@ type txContext struct {
 	slugs   []issuedSlug
 	funcErr error // an error a SQL function raised, for classification
 	lost    bool  // a failure left changes that cannot be undone alone
+	seen    []seenEntry
 }
 
 type issuedSlug struct{ slug, title string }
@@ -145,6 +147,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 		notify:  make(chan struct{}),
+		seen:    seenCache{m: map[string]seenVersion{}},
 	}
 	s.slugsReady.Store(true)
 	if err := s.open(ctx, path, os.IsNotExist(statErr)); err != nil {

@@ -27,8 +27,9 @@ type job struct {
 	meta  bool
 	done  chan struct{}
 	err   error
-	dbv   int64    // db_version it committed as
-	slugs []string // slugs it issued, released again if it does not commit
+	dbv   int64       // db_version it committed as
+	slugs []string    // slugs it issued, released again if it does not commit
+	seen  []seenEntry // versions it applied, remembered once it commits
 }
 
 // Tx is a transaction being executed by the writer. It is valid only inside
@@ -191,6 +192,7 @@ func (s *Store) group(batch []*job) {
 		for _, sl := range tc.slugs {
 			j.slugs = append(j.slugs, sl.slug)
 		}
+		j.seen = tc.seen
 		if err == nil {
 			if !j.meta {
 				s.dbv++
@@ -242,6 +244,9 @@ func (s *Store) group(batch []*job) {
 	s.committed.Store(s.dbv)
 	s.stats.groups.Add(1)
 	committed = len(ok)
+	for _, j := range ok {
+		s.seen.add(j.seen)
+	}
 	s.broadcast()
 }
 
