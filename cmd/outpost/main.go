@@ -24,6 +24,7 @@ func commands() []command {
 		{"serve", "run a node: outpost serve --data DIR --schema FILE", runServe},
 		{"status", "show a node's peers, cursors, lag and refusals", runStatus},
 		{"keygen", "create this node's key and identity in --data DIR", runKeygen},
+		{"init-fleet", "lay out the demo fleet for containers: keys, trust list (host = lower-case name), schema", runInitFleet},
 		{"id", "print this node's public identity line for peers' trust lists", runID},
 		{"bench", "benchmark a running node's API and the data disk's fsync rate", runBench},
 		{"version", "print the version", runVersion},
