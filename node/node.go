@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/outpost-edge/outpost"
@@ -36,7 +37,12 @@ type Config struct {
 	PolicyFile string           // push/pull matrix overrides; empty = the default matrix
 	PeerAddr   string           // peer listener address (used with TrustFile); ":0" picks a free port
 	PushAll    bool             // push to every peer the policy allows, not only farm siblings
-	Logger     *slog.Logger
+	// IdentityFrom holds pre-generated identities, one directory per node
+	// name; with IdentityName set, a data directory without an identity
+	// adopts IdentityFrom/IdentityName.
+	IdentityFrom string
+	IdentityName string
+	Logger       *slog.Logger
 }
 
 // Node is a running Outpost node.
@@ -125,6 +131,19 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 
 func loadOrCreateIdentity(cfg Config) (outpost.Identity, *identity.Key, error) {
 	id, key, err := identity.Load(cfg.DataDir)
+	if errors.Is(err, identity.ErrNoIdentity) && cfg.IdentityFrom != "" && cfg.IdentityName != "" {
+		// Pre-generated identities (e.g. a Kubernetes Secret holding one
+		// directory per node): adopt this node's into the data directory.
+		fid, fkey, ferr := identity.Load(filepath.Join(cfg.IdentityFrom, cfg.IdentityName))
+		if ferr != nil {
+			return id, nil, fmt.Errorf("identity from %s: %w", cfg.IdentityFrom, ferr)
+		}
+		if err := identity.Write(cfg.DataDir, fid, fkey, false); err != nil {
+			return id, nil, err
+		}
+		cfg.Logger.Info("adopted node identity", "name", fid.Name, "key", fkey.Fingerprint(), "from", cfg.IdentityFrom)
+		return fid, fkey, nil
+	}
 	switch {
 	case err == nil:
 		if cfg.Identity != (outpost.Identity{}) && cfg.Identity != id {

@@ -27,6 +27,7 @@ func commands() []command {
 		{"init-fleet", "lay out the demo fleet for containers: keys, trust list (host = lower-case name), schema", runInitFleet},
 		{"id", "print this node's public identity line for peers' trust lists", runID},
 		{"bench", "benchmark a running node's API and the data disk's fsync rate", runBench},
+		{"probe", "GET a URL and fail unless it answers 200 (container health checks)", runProbe},
 		{"version", "print the version", runVersion},
 		{"help", "show help for a command", nil},
 	}

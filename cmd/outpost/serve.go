@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 
@@ -28,6 +30,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	trustFile := fs.String("trust", "", "trust list file (one peer per line, see README); enables the peer listener")
 	policyFile := fs.String("policy", "", "push/pull matrix overrides (see README); empty = the default matrix")
 	peerAddr := fs.String("peer-addr", ":7701", "peer listener address (HTTP/2 over mutual TLS), used with --trust")
+	identityFrom := fs.String("identity-from", "", "directory of pre-generated identities, one sub-directory per node name (e.g. a mounted Secret); a data dir without an identity adopts its own")
+	nameFromHost := fs.Bool("name-from-hostname", false, "with --identity-from: this node's name is the host name upper-cased with - as _ (edge-lhr-0 is EDGE_LHR_0), as in a StatefulSet")
 	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile of the whole run to this file (for performance work)")
 	var idf identityFlags
 	idf.register(fs)
@@ -43,7 +47,19 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		MaxBody: *maxBody, MaxDrift: *maxDrift, Logger: log,
 		TrustFile: *trustFile, PolicyFile: *policyFile, PeerAddr: *peerAddr,
 	}
-	if !idf.empty() {
+	if *identityFrom != "" {
+		cfg.IdentityFrom, cfg.IdentityName = *identityFrom, idf.name
+		if *nameFromHost {
+			h, err := os.Hostname()
+			if err != nil {
+				return err
+			}
+			cfg.IdentityName = strings.ToUpper(strings.ReplaceAll(h, "-", "_"))
+		}
+		if cfg.IdentityName == "" {
+			return errors.New("--identity-from needs --name or --name-from-hostname")
+		}
+	} else if !idf.empty() {
 		if cfg.Identity, err = idf.identity(); err != nil {
 			return err
 		}
