@@ -32,6 +32,12 @@ type Config struct {
 	Token   string // bearer token required on /v1/*; empty = no auth
 	MaxBody int64  // request body limit in bytes; 0 = DefaultMaxBody
 	Logger  *slog.Logger
+	// OnRequest, if set, is called after every /v1/exec and /v1/query with
+	// the route, the HTTP status and the time taken (metrics).
+	OnRequest func(route string, status int, d time.Duration)
+	// Draining, if set and true, refuses new writes with 503 (the node is
+	// shutting down).
+	Draining func() bool
 }
 
 // Server is the HTTP handler of the app API.
@@ -52,8 +58,8 @@ func New(st *store.Store, cfg Config) *Server {
 	}
 	s := &Server{store: st, cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
-	s.mux.HandleFunc("POST /v1/exec", s.auth(s.exec))
-	s.mux.HandleFunc("POST /v1/query", s.auth(s.query))
+	s.mux.HandleFunc("POST /v1/exec", s.auth(s.observe("exec", s.exec)))
+	s.mux.HandleFunc("POST /v1/query", s.auth(s.observe("query", s.query)))
 	s.mux.HandleFunc("GET /v1/ids", s.auth(s.ids))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route %s %s; see docs/API.md", r.Method, r.URL.Path), -1)
@@ -123,6 +129,30 @@ func (s *Server) auth(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// statusWriter remembers the status a handler wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// observe reports each request to Config.OnRequest.
+func (s *Server) observe(route string, h http.HandlerFunc) http.HandlerFunc {
+	if s.cfg.OnRequest == nil {
+		return h
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		t := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		h(sw, r)
+		s.cfg.OnRequest(route, sw.status, time.Since(t))
+	}
+}
+
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`))
 }
@@ -137,6 +167,11 @@ type stmtJSON struct {
 }
 
 func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Draining != nil && s.cfg.Draining() {
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "draining", "this node is shutting down and takes no new writes; retry on another node or in a few seconds", -1)
+		return
+	}
 	var req execRequest
 	if !s.decode(w, r, &req, execShape) {
 		return

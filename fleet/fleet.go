@@ -66,12 +66,15 @@ type Fleet struct {
 	Dir     string
 	Members []Member
 	Nodes   []*node.Node
+	configs []node.Config
 }
 
 // Options tune Start.
 type Options struct {
 	Schema string // DDL; "" = DemoSchema
 	Logger *slog.Logger
+	// Configure, if set, adjusts each member's node configuration.
+	Configure func(m Member, c *node.Config)
 }
 
 // Start writes keys, identities, the trust list and the schema into dir
@@ -113,15 +116,20 @@ func Start(ctx context.Context, dir string, members []Member, opts Options) (*Fl
 		return nil, err
 	}
 	for _, m := range members {
-		n, err := node.Open(ctx, node.Config{
+		cfg := node.Config{
 			DataDir: filepath.Join(dir, m.Name), SchemaFile: schemaPath, APIAddr: m.API,
 			TrustFile: trustPath, PeerAddr: m.Peer, Logger: opts.Logger.With("node", m.Name),
-		})
+		}
+		if opts.Configure != nil {
+			opts.Configure(m, &cfg)
+		}
+		n, err := node.Open(ctx, cfg)
 		if err != nil {
 			f.Close(ctx)
 			return nil, fmt.Errorf("fleet: %w", err)
 		}
 		f.Nodes = append(f.Nodes, n)
+		f.configs = append(f.configs, cfg)
 	}
 	addrs := make([]string, len(members))
 	for i, n := range f.Nodes {
@@ -132,6 +140,10 @@ func Start(ctx context.Context, dir string, members []Member, opts Options) (*Fl
 	if err := writeTrust(trustPath, members, keys, addrs); err != nil {
 		f.Close(ctx)
 		return nil, err
+	}
+	for i := range f.configs {
+		// A restart binds the same addresses again.
+		f.configs[i].APIAddr, f.configs[i].PeerAddr = f.Members[i].API, f.Members[i].Peer
 	}
 	for _, n := range f.Nodes {
 		if err := n.ReloadTrust(); err != nil {
@@ -158,6 +170,31 @@ func writeTrust(path string, members []Member, keys []*identity.Key, addrs []str
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// Restart closes the named node and opens it again on the same data
+// directory and addresses, with its configuration adjusted by change (nil =
+// unchanged), e.g. a new schema file for a rolling upgrade.
+func (f *Fleet) Restart(ctx context.Context, name string, change func(*node.Config)) (*node.Node, error) {
+	for i, n := range f.Nodes {
+		if n.Identity.Name != name {
+			continue
+		}
+		if err := n.Close(ctx); err != nil {
+			return nil, err
+		}
+		if change != nil {
+			change(&f.configs[i])
+		}
+		nn, err := node.Open(ctx, f.configs[i])
+		if err != nil {
+			return nil, fmt.Errorf("fleet: restart %s: %w", name, err)
+		}
+		nn.Serve()
+		f.Nodes[i] = nn
+		return nn, nil
+	}
+	return nil, fmt.Errorf("fleet: no node %s", name)
 }
 
 // Node returns the running node named name.

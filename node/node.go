@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/outpost-edge/outpost"
@@ -42,6 +43,16 @@ type Config struct {
 	// adopts IdentityFrom/IdentityName.
 	IdentityFrom string
 	IdentityName string
+	// Ephemeral marks a data directory that does not survive the node (an
+	// edge on an emptyDir): on drain the node first hands its writes to a
+	// farm sibling.
+	Ephemeral    bool
+	DrainTimeout time.Duration // longest wait for that hand-off; 0 = 20s
+	ReadyMaxLag  int64         // /readyz fails while a pull link is further behind (db_versions); 0 = 10,000
+	ReadyGrace   time.Duration // with no upstream reachable at all, ready anyway after this; 0 = 30s
+	// Protocol and MinProtocol override the protocol range this node
+	// announces (rolling-upgrade tests); 0 = this build's.
+	Protocol, MinProtocol int
 	Logger       *slog.Logger
 }
 
@@ -59,6 +70,11 @@ type Node struct {
 	Peers    *peer.Server            // peer listener; nil without a trust list
 	Client   *peer.Client            // node-to-node calls; nil without a trust list
 	Repl     *replication.Replicator // sync loops; nil without a trust list
+
+	metrics  *metrics
+	started  time.Time
+	draining atomic.Bool
+	caughtUp atomic.Bool
 
 	apiLn  net.Listener
 	apiSrv *http.Server
@@ -91,6 +107,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	self := policy.PartyOf(id)
 	var n *Node // set below; the store's remote check reads it
+	m := newMetrics()
 	if err := checkPermissionTables(ctx, perms, string(ddl)); err != nil {
 		return nil, fmt.Errorf("open node: %w", err)
 	}
@@ -98,6 +115,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		Dir: cfg.DataDir, Identity: id, Schema: string(ddl), MaxDrift: cfg.MaxDrift,
 		Logger:     cfg.Logger.With("component", "store"),
 		WriteCheck: func(table string) error { return perms.Check(self, table) },
+		OnGroup: m.onGroup,
 		RemoteCheck: func(ch *outpost.Change) error {
 			if n == nil {
 				return nil
@@ -108,13 +126,17 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open node: %w", err)
 	}
-	n = &Node{cfg: cfg, log: cfg.Logger, Identity: id, Key: key, Store: st, Perms: perms, served: make(chan error, 1)}
+	n = &Node{cfg: cfg, log: cfg.Logger, Identity: id, Key: key, Store: st, Perms: perms, served: make(chan error, 1), metrics: m, started: time.Now()}
+	m.n = n
 	if err := n.openPeers(); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("open node: %w", err)
 	}
-	n.API = api.New(st, api.Config{Token: cfg.APIToken, MaxBody: cfg.MaxBody, Logger: cfg.Logger.With("component", "api")})
+	n.API = api.New(st, api.Config{Token: cfg.APIToken, MaxBody: cfg.MaxBody, Logger: cfg.Logger.With("component", "api"),
+		OnRequest: m.onRequest, Draining: n.draining.Load})
 	n.API.HandleAuth("GET /v1/status", n.serveStatus)
+	n.API.Handle("GET /metrics", m.handler())
+	n.API.Handle("GET /readyz", http.HandlerFunc(n.serveReady))
 	if n.apiLn, err = net.Listen("tcp", cfg.APIAddr); err != nil {
 		n.closePeers(ctx)
 		st.Close()

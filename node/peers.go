@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -46,6 +47,7 @@ func (n *Node) openPeers() error {
 		Self: n.Identity, Store: n.Store, Trust: ts, Policy: n.Policy, Client: n.Client, Hello: n.hello,
 		Logger: n.log.With("component", "sync"), PushAll: n.cfg.PushAll,
 		OnCaughtUp: func() {
+			n.caughtUp.Store(true)
 			n.Store.SetSlugsReady(true)
 		},
 	})
@@ -78,7 +80,7 @@ func (n *Node) hello() peer.Hello {
 	return peer.Hello{
 		Name: n.Identity.Name, Role: string(n.Identity.Role), Farm: n.Identity.Farm,
 		Location: n.Identity.Location, Code: n.Identity.Code, Key: identity.EncodePublicKey(n.Key.Public()),
-		Protocol: outpost.ProtocolVersion, MinProtocol: outpost.MinProtocolVersion,
+		Protocol: cmp.Or(n.cfg.Protocol, outpost.ProtocolVersion), MinProtocol: cmp.Or(n.cfg.MinProtocol, outpost.MinProtocolVersion),
 		SchemaVersion: n.Store.Schema().Version, Incarnation: n.Store.Incarnation(),
 		DBVersion: n.Store.DBVersion(), Version: outpost.Version,
 	}

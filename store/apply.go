@@ -10,6 +10,7 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/outpost-edge/outpost"
+	"github.com/outpost-edge/outpost/capture"
 	"github.com/outpost-edge/outpost/hlc"
 	"github.com/outpost-edge/outpost/merge"
 )
@@ -349,3 +350,20 @@ func normalizeValues(ch *outpost.Change) {
 		ch.PK[i] = fix(ch.PK[i])
 	}
 }
+
+// Tombstones counts deleted rows whose tombstone (sentinel with an even
+// causal length) is kept, over every replicated table.
+func (s *Store) Tombstones(ctx context.Context) (int64, error) {
+	var total int64
+	for _, rt := range s.tableOrder {
+		var n int64
+		q := fmt.Sprintf(`SELECT count(*) FROM %s WHERE col = '' AND cl %% 2 = 0`, quoteIdent(capture.ClockTable(rt.name)))
+		if err := s.rdb.QueryRowContext(ctx, q).Scan(&n); err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
+func quoteIdent(s string) string { return capture.Quote(s) }

@@ -46,7 +46,10 @@ type Options struct {
 	// an error refuses it (reported, never applied). It checks the table
 	// permissions of the change's origin.
 	RemoteCheck func(ch *outpost.Change) error
-	Logger      *slog.Logger
+	// OnGroup, if set, is called after every commit group with its number
+	// of transactions and the time its COMMIT (the fsync) took (metrics).
+	OnGroup func(size int, commit time.Duration)
+	Logger  *slog.Logger
 }
 
 // Store is an open node database. It is safe for concurrent use.
@@ -76,10 +79,11 @@ type Store struct {
 	tables     map[string]*replTable // replicated tables by lower-case name
 	tableOrder []*replTable
 	repl       replStats
-	seen       seenCache  // writer goroutine only
-	stmts      *stmtCache // Outpost's own statements
-	appStmts   *stmtCache // client statements, prepared under the app authorizer
-	dbv        int64      // last committed db_version
+	seen       seenCache     // writer goroutine only
+	stmts      *stmtCache    // Outpost's own statements
+	appStmts   *stmtCache    // client statements, prepared under the app authorizer
+	dbv        int64         // last committed db_version
+	lastCommit time.Duration // the last COMMIT, for OnGroup
 
 	committed atomic.Int64 // last committed db_version, for readers of the store
 	stats     writerStats

@@ -244,6 +244,9 @@ func (s *Store) group(batch []*job) {
 	s.committed.Store(s.dbv)
 	s.stats.groups.Add(1)
 	committed = len(ok)
+	if s.opts.OnGroup != nil {
+		s.opts.OnGroup(len(ok), s.lastCommit)
+	}
 	for _, j := range ok {
 		s.seen.add(j.seen)
 	}
@@ -345,7 +348,9 @@ func (s *Store) finishGroup(ctx context.Context) error {
 	if err := s.control(ctx, "COMMIT"); err != nil {
 		return err
 	}
-	s.stats.commitNanos.Add(time.Since(t).Nanoseconds())
+	d := time.Since(t)
+	s.stats.commitNanos.Add(d.Nanoseconds())
+	s.lastCommit = d
 	return nil
 }
 

@@ -32,6 +32,11 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	peerAddr := fs.String("peer-addr", ":7701", "peer listener address (HTTP/2 over mutual TLS), used with --trust")
 	identityFrom := fs.String("identity-from", "", "directory of pre-generated identities, one sub-directory per node name (e.g. a mounted Secret); a data dir without an identity adopts its own")
 	nameFromHost := fs.Bool("name-from-hostname", false, "with --identity-from: this node's name is the host name upper-cased with - as _ (edge-lhr-0 is EDGE_LHR_0), as in a StatefulSet")
+	ephemeral := fs.Bool("ephemeral", false, "the data directory does not outlive this node (e.g. an emptyDir): on SIGTERM an edge first hands its writes to a farm sibling")
+	drainTimeout := fs.Duration("drain-timeout", 20*time.Second, "longest wait for that hand-off on SIGTERM")
+	readyMaxLag := fs.Int64("ready-max-lag", 10_000, "/readyz fails while a pull link is more than this many db_versions behind")
+	protocol := fs.Int("protocol-version", 0, "announce this protocol version instead of the build's (rolling-upgrade tests)")
+	minProtocol := fs.Int("min-protocol-version", 0, "announce this minimum protocol version instead of the build's (rolling-upgrade tests)")
 	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile of the whole run to this file (for performance work)")
 	var idf identityFlags
 	idf.register(fs)
@@ -46,6 +51,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		DataDir: *data, SchemaFile: *schemaFile, APIAddr: *apiAddr, APIToken: *token,
 		MaxBody: *maxBody, MaxDrift: *maxDrift, Logger: log,
 		TrustFile: *trustFile, PolicyFile: *policyFile, PeerAddr: *peerAddr,
+		Ephemeral: *ephemeral, DrainTimeout: *drainTimeout, ReadyMaxLag: *readyMaxLag,
+		Protocol: *protocol, MinProtocol: *minProtocol,
 	}
 	if *identityFrom != "" {
 		cfg.IdentityFrom, cfg.IdentityName = *identityFrom, idf.name
@@ -95,7 +102,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		case <-ctx.Done():
 		}
 	}
-	log.Info("shutting down", "name", n.Identity.Name)
+	log.Info("draining", "name", n.Identity.Name)
+	_ = n.Drain(context.Background()) // logged; shut down either way
 	sctx, cancel := context.WithTimeout(context.Background(), *shutdown)
 	defer cancel()
 	if err := n.Close(sctx); err != nil {

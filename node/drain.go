@@ -1,0 +1,89 @@
+package node
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/outpost-edge/outpost"
+)
+
+// Ready reports why the node should not receive traffic yet, or nil: the
+// store must be open, the node not draining, and, for a node with upstream
+// peers, caught up with one of them once and no connected pull link further
+// behind than ReadyMaxLag. A node none of whose upstreams has answered for
+// ReadyGrace is ready anyway: there is nothing to catch up from.
+func (n *Node) Ready() error {
+	if n.draining.Load() {
+		return errors.New("draining")
+	}
+	if n.Repl == nil {
+		return nil
+	}
+	pull, _ := n.Repl.Targets()
+	if len(pull) == 0 {
+		return nil
+	}
+	maxLag := cmp.Or(n.cfg.ReadyMaxLag, 10_000)
+	connected := 0
+	for _, l := range n.Repl.Status() {
+		if l.Direction != "pull" || !l.Connected {
+			continue
+		}
+		connected++
+		if l.LagChanges > maxLag {
+			return fmt.Errorf("pull from %s is %d db_versions behind (limit %d)", l.Peer, l.LagChanges, maxLag)
+		}
+	}
+	if !n.caughtUp.Load() {
+		if connected == 0 && time.Since(n.started) > cmp.Or(n.cfg.ReadyGrace, 30*time.Second) {
+			return nil
+		}
+		return errors.New("not caught up with any upstream peer yet")
+	}
+	return nil
+}
+
+func (n *Node) serveReady(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	if err := n.Ready(); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "{\"status\":\"not_ready\",\"reason\":%q}\n", err.Error())
+		return
+	}
+	fmt.Fprintf(w, "{\"status\":\"ready\",\"db_version\":%d}\n", n.Store.DBVersion())
+}
+
+// Drain prepares a shutdown: new writes get 503 with Retry-After and
+// /readyz fails; in-flight requests carry on. An edge whose data directory
+// is ephemeral then waits, up to DrainTimeout, until a farm sibling has
+// acknowledged every change it holds, so nothing written here is lost with
+// the disk. Close afterwards.
+func (n *Node) Drain(ctx context.Context) error {
+	n.draining.Store(true)
+	if !n.cfg.Ephemeral || n.Identity.Role != outpost.RoleEdge || n.Repl == nil {
+		return nil
+	}
+	target := n.Store.DBVersion()
+	ctx, cancel := context.WithTimeout(ctx, cmp.Or(n.cfg.DrainTimeout, 20*time.Second))
+	defer cancel()
+	n.log.Info("drain: handing writes to a farm sibling", "db_version", target)
+	for {
+		for _, l := range n.Repl.Status() {
+			if l.Direction == "push" && l.Cursor >= target {
+				n.log.Info("drain: a farm sibling has every change", "sibling", l.Peer, "db_version", l.Cursor)
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			err := fmt.Errorf("drain: no farm sibling acknowledged db_version %d in time: %w", target, ctx.Err())
+			n.log.Error("drain: hand-off incomplete; writes not yet pulled by another node may be lost with this data directory", "err", err)
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,134 @@
+package node
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the node's Prometheus metrics, served on /metrics of the API
+// listener. Latencies are observed on the request path; everything else is
+// read from the store and the replicator when scraped.
+type metrics struct {
+	n         *Node // set once the node is built; scrapes before that see nothing
+	reg       *prometheus.Registry
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	groupSize prometheus.Histogram
+	fsync     prometheus.Histogram
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_api_requests_total", Help: "App API requests by route (exec = writes, query = reads) and HTTP status.",
+		}, []string{"route", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "outpost_api_request_seconds", Help: "App API request latency by route (exec = durable writes, query = reads).",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16),
+		}, []string{"route"}),
+		groupSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "outpost_commit_group_size", Help: "Transactions per commit group (one fsync each).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+		}),
+		fsync: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "outpost_commit_seconds", Help: "Time of each group's COMMIT, which is the fsync of the WAL.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 14),
+		}),
+	}
+	m.reg.MustRegister(m.requests, m.latency, m.groupSize, m.fsync, &collector{m: m},
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) onRequest(route string, status int, d time.Duration) {
+	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	m.latency.WithLabelValues(route).Observe(d.Seconds())
+}
+
+func (m *metrics) onGroup(size int, commit time.Duration) {
+	m.groupSize.Observe(float64(size))
+	m.fsync.Observe(commit.Seconds())
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// collector reads the node's state at scrape time.
+type collector struct{ m *metrics }
+
+var (
+	descDBVersion  = prometheus.NewDesc("outpost_db_version", "Last committed db_version.", nil, nil)
+	descTx         = prometheus.NewDesc("outpost_transactions_total", "Transactions by outcome (committed, failed) since start.", []string{"outcome"}, nil)
+	descLagVers    = prometheus.NewDesc("outpost_replication_lag_versions", "How many of the peer's db_versions this link is behind.", []string{"peer", "direction"}, nil)
+	descLagSecs    = prometheus.NewDesc("outpost_replication_lag_seconds", "How long this link has been behind.", []string{"peer", "direction"}, nil)
+	descConnected  = prometheus.NewDesc("outpost_replication_connected", "1 while the link's stream or push loop is up.", []string{"peer", "direction"}, nil)
+	descSyncErrors = prometheus.NewDesc("outpost_sync_errors_total", "Sync loop failures (reconnects) per link.", []string{"peer", "direction"}, nil)
+	descChanges    = prometheus.NewDesc("outpost_replication_changes_total", "Remote changes by result: applied, ignored (lost to or equal local state), refused (permissions), pending (unknown table/column).", []string{"result"}, nil)
+	descDrift      = prometheus.NewDesc("outpost_replication_drift_holds_total", "Groups held back because a change's clock was too far ahead.", nil, nil)
+	descRefusals   = prometheus.NewDesc("outpost_policy_refusals_total", "Refused peers and exchanges by kind (unknown_key, policy, removed_key, outgoing_policy, ...).", []string{"kind"}, nil)
+	descPending    = prometheus.NewDesc("outpost_pending_changes", "Changes waiting for the schema to know their table or column.", nil, nil)
+	descTombstones = prometheus.NewDesc("outpost_tombstones", "Deleted rows whose tombstone is kept.", nil, nil)
+	descReady      = prometheus.NewDesc("outpost_ready", "1 when /readyz answers 200.", nil, nil)
+)
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descDBVersion, descTx, descLagVers, descLagSecs, descConnected, descSyncErrors, descChanges, descDrift, descRefusals, descPending, descTombstones, descReady} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	n := c.m.n
+	if n == nil {
+		return
+	}
+	st := n.Store
+	ch <- prometheus.MustNewConstMetric(descDBVersion, prometheus.GaugeValue, float64(st.DBVersion()))
+	ws := st.Stats()
+	ch <- prometheus.MustNewConstMetric(descTx, prometheus.CounterValue, float64(ws.Transactions), "committed")
+	ch <- prometheus.MustNewConstMetric(descTx, prometheus.CounterValue, float64(ws.Failed), "failed")
+	rs := st.ReplStats()
+	for result, v := range map[string]int64{"applied": rs.Applied, "ignored": rs.Ignored, "refused": rs.Refused, "pending": rs.Pending} {
+		ch <- prometheus.MustNewConstMetric(descChanges, prometheus.CounterValue, float64(v), result)
+	}
+	ch <- prometheus.MustNewConstMetric(descDrift, prometheus.CounterValue, float64(rs.Drifted))
+	if n.Repl != nil {
+		for _, l := range n.Repl.Status() {
+			ch <- prometheus.MustNewConstMetric(descLagVers, prometheus.GaugeValue, float64(l.LagChanges), l.Peer, l.Direction)
+			ch <- prometheus.MustNewConstMetric(descLagSecs, prometheus.GaugeValue, l.LagSeconds, l.Peer, l.Direction)
+			up := 0.0
+			if l.Connected {
+				up = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descConnected, prometheus.GaugeValue, up, l.Peer, l.Direction)
+			ch <- prometheus.MustNewConstMetric(descSyncErrors, prometheus.CounterValue, float64(l.Errors), l.Peer, l.Direction)
+		}
+	}
+	refusals := map[string]int64{}
+	for _, r := range n.Status().Refusals {
+		refusals[r.Kind] += r.Count
+	}
+	for kind, v := range refusals {
+		ch <- prometheus.MustNewConstMetric(descRefusals, prometheus.CounterValue, float64(v), kind)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if p, err := st.PendingCount(ctx); err == nil {
+		ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(p))
+	}
+	if t, err := st.Tombstones(ctx); err == nil {
+		ch <- prometheus.MustNewConstMetric(descTombstones, prometheus.GaugeValue, float64(t))
+	}
+	ready := 0.0
+	if n.Ready() == nil {
+		ready = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, ready)
+}
