@@ -53,7 +53,7 @@ type Config struct {
 	// Protocol and MinProtocol override the protocol range this node
 	// announces (rolling-upgrade tests); 0 = this build's.
 	Protocol, MinProtocol int
-	Logger       *slog.Logger
+	Logger                *slog.Logger
 }
 
 // Node is a running Outpost node.
@@ -115,7 +115,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		Dir: cfg.DataDir, Identity: id, Schema: string(ddl), MaxDrift: cfg.MaxDrift,
 		Logger:     cfg.Logger.With("component", "store"),
 		WriteCheck: func(table string) error { return perms.Check(self, table) },
-		OnGroup: m.onGroup,
+		OnGroup:    m.onGroup,
 		RemoteCheck: func(ch *outpost.Change) error {
 			if n == nil {
 				return nil
