@@ -2,6 +2,7 @@ package replication
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -44,6 +45,12 @@ func (l *loop) pull() error {
 	defer resp.Body.Close()
 	l.update(func(s *LinkStatus) { s.Connected, s.Cursor, s.LastError = true, cursor, "" })
 	l.checkCaughtUp(cursor, target)
+	// The stream shows the peer's progress only as fast as this node reads
+	// it; ask the peer directly now and then so the lag is true while this
+	// node is behind.
+	watchCtx, stopWatch := context.WithCancel(l.ctx)
+	defer stopWatch()
+	go l.watchPeer(watchCtx)
 
 	br := bufio.NewReaderSize(resp.Body, 256<<10)
 	rd := wire.NewReader(br, wire.DefaultLimits)
@@ -105,6 +112,27 @@ func (l *loop) pull() error {
 			})
 		case wire.FrameError:
 			return fmt.Errorf("peer: %s", f.Message)
+		}
+	}
+}
+
+func (l *loop) watchPeer(ctx context.Context) {
+	tick := time.NewTicker(l.r.cfg.Heartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			h, err := l.r.cfg.Client.Hello(hctx, l.peer.Name)
+			cancel()
+			if err == nil {
+				l.update(func(s *LinkStatus) {
+					s.PeerDBVersion = max(s.PeerDBVersion, h.DBVersion)
+					s.behind(time.Now())
+				})
+			}
 		}
 	}
 }
