@@ -89,11 +89,23 @@ func Write(dir string, id outpost.Identity, key *Key, force bool) error {
 // readable by group or others, and ErrInvalidKey when node.key is not a
 // PKCS#8 PEM ed25519 private key.
 func Load(dir string) (outpost.Identity, *Key, error) {
+	return load(dir, 0o077)
+}
+
+// LoadProvisioned is Load for identities provisioned by an orchestrator (a
+// mounted Kubernetes Secret), whose key file the kubelet makes readable by
+// the pod's group (fsGroup): group read is accepted, others still refused.
+// The node copies such an identity into its data directory with mode 0600.
+func LoadProvisioned(dir string) (outpost.Identity, *Key, error) {
+	return load(dir, 0o007)
+}
+
+func load(dir string, forbidden fs.FileMode) (outpost.Identity, *Key, error) {
 	id, err := loadIdentity(dir)
 	if err != nil {
 		return outpost.Identity{}, nil, fmt.Errorf("load identity: %w", err)
 	}
-	key, err := loadKey(dir)
+	key, err := loadKey(dir, forbidden)
 	if err != nil {
 		return outpost.Identity{}, nil, fmt.Errorf("load identity: %w", err)
 	}
@@ -130,7 +142,7 @@ func loadIdentity(dir string) (outpost.Identity, error) {
 	return id, nil
 }
 
-func loadKey(dir string) (*Key, error) {
+func loadKey(dir string, forbidden fs.FileMode) (*Key, error) {
 	path := filepath.Join(dir, KeyFile)
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -147,9 +159,13 @@ func loadKey(dir string) (*Key, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%w: %s is not a regular file", ErrInvalidKey, path)
 	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
-		return nil, fmt.Errorf("%w: %s has mode %04o but must be readable by its owner only; run `chmod 600 %s`",
-			ErrInsecureKeyFile, path, perm, path)
+	if perm := fi.Mode().Perm(); perm&forbidden != 0 && runtime.GOOS != "windows" {
+		who := "its owner only"
+		if forbidden == 0o007 {
+			who = "its owner and group only"
+		}
+		return nil, fmt.Errorf("%w: %s has mode %04o but must be readable by %s; run `chmod 600 %s`",
+			ErrInsecureKeyFile, path, perm, who, path)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {

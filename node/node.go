@@ -156,7 +156,7 @@ func loadOrCreateIdentity(cfg Config) (outpost.Identity, *identity.Key, error) {
 	if errors.Is(err, identity.ErrNoIdentity) && cfg.IdentityFrom != "" && cfg.IdentityName != "" {
 		// Pre-generated identities (e.g. a Kubernetes Secret holding one
 		// directory per node): adopt this node's into the data directory.
-		fid, fkey, ferr := identity.Load(filepath.Join(cfg.IdentityFrom, cfg.IdentityName))
+		fid, fkey, ferr := identity.LoadProvisioned(filepath.Join(cfg.IdentityFrom, cfg.IdentityName))
 		if ferr != nil {
 			return id, nil, fmt.Errorf("identity from %s: %w", cfg.IdentityFrom, ferr)
 		}

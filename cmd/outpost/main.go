@@ -25,6 +25,7 @@ func commands() []command {
 		{"status", "show a node's peers, cursors, lag and refusals", runStatus},
 		{"keygen", "create this node's key and identity in --data DIR", runKeygen},
 		{"init-fleet", "lay out the demo fleet for containers: keys, trust list (host = lower-case name), schema", runInitFleet},
+		{"init-k8s", "write the Kubernetes Secret (identities) and ConfigMap (trust list, schema) for deploy/k8s", runInitK8s},
 		{"id", "print this node's public identity line for peers' trust lists", runID},
 		{"bench", "benchmark a running node's API and the data disk's fsync rate", runBench},
 		{"probe", "GET a URL and fail unless it answers 200 (container health checks)", runProbe},
