@@ -29,6 +29,10 @@ type Client struct {
 	clients map[string]*http.Client // by peer name + key
 }
 
+// PingInterval is how long an HTTP/2 connection may be silent before a ping
+// is sent, and how long the ping may take, on both sides of the transport.
+const PingInterval = 3 * time.Second
+
 // ErrPolicy reports an exchange the policy does not allow this node to start.
 var ErrPolicy = errors.New("refused by policy")
 
@@ -164,6 +168,11 @@ func (c *Client) httpClient(p identity.Peer) *http.Client {
 		ForceAttemptHTTP2:   true,
 		TLSHandshakeTimeout: 10 * time.Second,
 		IdleConnTimeout:     2 * time.Minute,
+		// A connection whose peer vanished (killed, partitioned, or moved
+		// to another address) is detected by a ping within a few seconds
+		// and closed, instead of staying in the pool and swallowing every
+		// later request.
+		HTTP2: &http.HTTP2Config{SendPingTimeout: PingInterval, PingTimeout: PingInterval},
 	}
 	hc := &http.Client{Transport: tr}
 	c.clients[id] = hc

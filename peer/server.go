@@ -126,6 +126,7 @@ func (s *Server) Listen(addr string) error {
 		TLSConfig:         s.tlsConfig(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       5 * time.Minute,
+		HTTP2:             &http.HTTP2Config{SendPingTimeout: PingInterval, PingTimeout: PingInterval},
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return s.base },
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/outpost-edge/outpost"
@@ -38,7 +39,31 @@ func (l *loop) pull() error {
 	}
 	target := h.DBVersion // caught up once the cursor reaches this
 	q := url.Values{"since": {strconv.FormatInt(cursor, 10)}, "origin": {st.Origin()}}
-	resp, err := l.r.cfg.Client.Do(l.ctx, l.peer.Name, policy.Pull, http.MethodGet, ChangesPath+"?"+q.Encode(), nil)
+	// The stream carries a frame at least every heartbeat; a stream silent
+	// for several is dead (a peer gone without a FIN) and is dropped so the
+	// loop dials again.
+	sctx, cancelStream := context.WithCancel(l.ctx)
+	defer cancelStream()
+	var lastFrame atomic.Int64
+	lastFrame.Store(time.Now().UnixNano())
+	go func() {
+		limit := 4 * l.r.cfg.Heartbeat
+		tick := time.NewTicker(l.r.cfg.Heartbeat)
+		defer tick.Stop()
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case <-tick.C:
+				if time.Since(time.Unix(0, lastFrame.Load())) > limit {
+					l.r.log.Info("sync: pull stream silent; reconnecting", "peer", l.peer.Name, "silent_for", limit)
+					cancelStream()
+					return
+				}
+			}
+		}
+	}()
+	resp, err := l.r.cfg.Client.Do(sctx, l.peer.Name, policy.Pull, http.MethodGet, ChangesPath+"?"+q.Encode(), nil)
 	if err != nil {
 		return err
 	}
@@ -50,7 +75,7 @@ func (l *loop) pull() error {
 	// node is behind.
 	watchCtx, stopWatch := context.WithCancel(l.ctx)
 	defer stopWatch()
-	go l.watchPeer(watchCtx)
+	go l.watchPeer(watchCtx, cancelStream)
 
 	br := bufio.NewReaderSize(resp.Body, 256<<10)
 	rd := wire.NewReader(br, wire.DefaultLimits)
@@ -63,8 +88,12 @@ func (l *loop) pull() error {
 			if errors.Is(err, io.EOF) {
 				return errors.New("stream ended")
 			}
+			if sctx.Err() != nil && l.ctx.Err() == nil {
+				return errors.New("stream silent for too long")
+			}
 			return err
 		}
+		lastFrame.Store(time.Now().UnixNano())
 		switch f.Type {
 		case wire.FrameGroup:
 			batch = append(batch, *f.Group)
@@ -116,9 +145,10 @@ func (l *loop) pull() error {
 	}
 }
 
-func (l *loop) watchPeer(ctx context.Context) {
+func (l *loop) watchPeer(ctx context.Context, dead func()) {
 	tick := time.NewTicker(l.r.cfg.Heartbeat)
 	defer tick.Stop()
+	failed := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -127,12 +157,18 @@ func (l *loop) watchPeer(ctx context.Context) {
 			hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			h, err := l.r.cfg.Client.Hello(hctx, l.peer.Name)
 			cancel()
-			if err == nil {
-				l.update(func(s *LinkStatus) {
-					s.PeerDBVersion = max(s.PeerDBVersion, h.DBVersion)
-					s.behind(time.Now())
-				})
+			if err != nil {
+				if failed++; failed >= 3 {
+					dead() // the peer has not answered for several heartbeats
+					return
+				}
+				continue
 			}
+			failed = 0
+			l.update(func(s *LinkStatus) {
+				s.PeerDBVersion = max(s.PeerDBVersion, h.DBVersion)
+				s.behind(time.Now())
+			})
 		}
 	}
 }
