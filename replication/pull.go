@@ -22,21 +22,11 @@ import (
 // pull streams the peer's groups from this node's cursor and applies them,
 // a batch per transaction, until the stream breaks.
 func (l *loop) pull() error {
-	h, err := l.hello()
+	h, cursor, err := l.start(store.CursorPull)
 	if err != nil {
 		return err
 	}
 	st := l.r.cfg.Store
-	cursor, inc, err := st.Cursor(l.ctx, l.peer.Name, store.CursorPull)
-	if err != nil {
-		return err
-	}
-	if inc != h.Incarnation {
-		if inc != "" {
-			l.r.log.Info("sync: peer has a new incarnation; pulling from 0", "peer", l.peer.Name, "old", inc, "new", h.Incarnation)
-		}
-		cursor = 0
-	}
 	target := h.DBVersion // caught up once the cursor reaches this
 	q := url.Values{"since": {strconv.FormatInt(cursor, 10)}, "origin": {st.Origin()}}
 	// The stream carries a frame at least every heartbeat; a stream silent

@@ -25,18 +25,11 @@ type pushAck struct {
 // push sends this node's groups past the push cursor and waits for each
 // batch to be acknowledged as durably applied; then waits for new commits.
 func (l *loop) push() error {
-	h, err := l.hello()
+	h, cursor, err := l.start(store.CursorPush)
 	if err != nil {
 		return err
 	}
 	st := l.r.cfg.Store
-	cursor, inc, err := st.Cursor(l.ctx, l.peer.Name, store.CursorPush)
-	if err != nil {
-		return err
-	}
-	if inc != h.Incarnation {
-		cursor = 0
-	}
 	exclude := l.peer.Name + "/" + h.Incarnation
 	l.update(func(s *LinkStatus) { s.Connected, s.Cursor, s.LastError = true, cursor, "" })
 	tick := time.NewTicker(l.r.cfg.Heartbeat)

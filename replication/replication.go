@@ -244,6 +244,26 @@ func (l *loop) hello() (peer.Hello, error) {
 	return h, nil
 }
 
+// start says hello and returns the cursor of kind to resume from: the stored
+// one, or 0 when the peer has a new incarnation since (it renumbered).
+func (l *loop) start(kind string) (peer.Hello, int64, error) {
+	h, err := l.hello()
+	if err != nil {
+		return h, 0, err
+	}
+	cursor, inc, err := l.r.cfg.Store.Cursor(l.ctx, l.peer.Name, kind)
+	if err != nil {
+		return h, 0, err
+	}
+	if inc != h.Incarnation {
+		if inc != "" {
+			l.r.log.Info("sync: peer has a new incarnation; starting from 0", "peer", l.peer.Name, "cursor", kind, "old", inc, "new", h.Incarnation)
+		}
+		cursor = 0
+	}
+	return h, cursor, nil
+}
+
 // Negotiate picks the protocol version two nodes speak: the highest both
 // know, if it is at least what each still requires.
 func Negotiate(a, b peer.Hello) (int, error) {
