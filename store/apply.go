@@ -136,10 +136,15 @@ func (s *Store) driftCheck(g outpost.Group) error {
 func (tx *Tx) applyChange(ch *outpost.Change, res *ApplyResult) error {
 	s := tx.s
 	rt := s.tables[strings.ToLower(ch.Table)]
-	if rt == nil || (ch.Col != "" && !rt.colSet[ch.Col]) || len(ch.PK) != len(rt.pk) {
-		if rt != nil && len(ch.PK) != len(rt.pk) {
-			return fmt.Errorf("change for %q has %d key values; the table's key has %d", ch.Table, len(ch.PK), len(rt.pk))
-		}
+	if rt != nil && len(ch.PK) != len(rt.pk) {
+		// Malformed (or a key change no schema rollout allows): refusing
+		// it, rather than failing the batch, keeps one bad change from
+		// stalling the link forever.
+		res.Refused++
+		s.log.Warn("replication: refused change with a wrong key", "table", ch.Table, "origin", ch.Origin, "key_values", len(ch.PK), "want", len(rt.pk))
+		return nil
+	}
+	if rt == nil || (ch.Col != "" && !rt.colSet[ch.Col]) {
 		res.Pending++
 		return tx.keepPending(ch)
 	}

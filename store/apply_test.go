@@ -122,3 +122,18 @@ func TestStore_ApplyRefused(t *testing.T) {
 		t.Fatalf("rows = %v", got)
 	}
 }
+
+// TestStore_ApplyWrongKey: a change whose key has the wrong number of values
+// is refused, not applied, and does not stall the batch it came in.
+func TestStore_ApplyWrongKey(t *testing.T) {
+	s := testutil.OpenStore(t, "", store.Options{})
+	ts := hlc.FromParts(time.Now().UnixMilli(), 0)
+	bad := change("pages", "x", "", nil, 1, ts, "PEER/1")
+	bad.PK = []any{"x", "extra"}
+	res, err := s.Apply(context.Background(), "PEER", store.CursorPull, "1", []outpost.Group{{DBV: 1, Changes: []outpost.Change{
+		bad, change("pages", "ok", "", nil, 1, ts, "PEER/1"),
+	}}}, 1)
+	if err != nil || res.Refused != 1 || res.Applied != 1 || res.Through != 1 {
+		t.Fatalf("apply: %+v %v; want 1 refused, 1 applied, through 1", res, err)
+	}
+}
