@@ -13,6 +13,8 @@ import (
 	"github.com/outpost-edge/outpost/capture"
 	"github.com/outpost-edge/outpost/hlc"
 	"github.com/outpost-edge/outpost/merge"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Cursor kinds kept per peer in outpost_peers.
@@ -166,6 +168,50 @@ func (tx *Tx) applyChange(ch *outpost.Change, res *ApplyResult) error {
 	}
 	v := merge.Version{HLC: ch.HLC, Origin: ch.Origin}
 	act := merge.Decide(local, ch.Col, ch.CL, v)
+	if act == merge.Ignore {
+		res.Ignored++
+		return nil
+	}
+	// A value the receiver's constraints refuse (NOT NULL, CHECK, a user
+	// trigger's RAISE) must not half-apply the change nor stall the link:
+	// such changes run under a savepoint and are refused on a constraint
+	// error, like a change the origin may not write.
+	guard := rt.guarded || (ch.Col != "" && rt.notNull[ch.Col])
+	if guard {
+		if err := s.control(tx.ctx, "SAVEPOINT outpost_change"); err != nil {
+			return err
+		}
+	}
+	err = tx.writeChange(rt, ch, act)
+	if guard {
+		if err != nil && isConstraint(err) {
+			if rerr := s.control(tx.ctx, "ROLLBACK TO outpost_change"); rerr != nil {
+				return rerr
+			}
+			if rerr := s.control(tx.ctx, "RELEASE outpost_change"); rerr != nil {
+				return rerr
+			}
+			res.Refused++
+			s.log.Warn("replication: refused change the local constraints reject", "table", ch.Table, "col", ch.Col, "origin", ch.Origin, "err", err)
+			return nil
+		}
+		if err == nil {
+			err = s.control(tx.ctx, "RELEASE outpost_change")
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if act == merge.NewLife || act == merge.ApplyColumn {
+		tx.tc.seen = append(tx.tc.seen, seenEntry{key, seenVersion{ch.CL, ch.HLC, ch.Origin}})
+	}
+	res.Applied++
+	return nil
+}
+
+// writeChange carries out a merge decision in SQL.
+func (tx *Tx) writeChange(rt *replTable, ch *outpost.Change, act merge.Action) error {
+	s := tx.s
 	dbv := tx.tc.dbv
 	exec := func(q string, args ...any) error {
 		st, err := s.stmts.get(tx.ctx, q)
@@ -177,13 +223,6 @@ func (tx *Tx) applyChange(ch *outpost.Change, res *ApplyResult) error {
 	}
 	pk := ch.PK
 	with := func(args ...any) []any { return append(append([]any{}, pk...), args...) }
-	switch act {
-	case merge.Ignore:
-		res.Ignored++
-		return nil
-	case merge.NewLife, merge.ApplyColumn:
-		tx.tc.seen = append(tx.tc.seen, seenEntry{key, seenVersion{ch.CL, ch.HLC, ch.Origin}})
-	}
 	switch act {
 	case merge.NewLife:
 		if err := exec(rt.upSent, with("", ch.CL, int64(ch.HLC), ch.Origin, dbv)...); err != nil {
@@ -220,8 +259,12 @@ func (tx *Tx) applyChange(ch *outpost.Change, res *ApplyResult) error {
 			return err
 		}
 	}
-	res.Applied++
 	return nil
+}
+
+func isConstraint(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_CONSTRAINT
 }
 
 // local reads what this node holds for the change's row and column.

@@ -137,3 +137,29 @@ func TestStore_ApplyWrongKey(t *testing.T) {
 		t.Fatalf("apply: %+v %v; want 1 refused, 1 applied, through 1", res, err)
 	}
 }
+
+// TestStore_ApplyConstraintRefused: a remote value the receiver's
+// constraints reject (CHECK, NOT NULL) is refused whole, leaves the row as
+// it was, and does not stall the rest of the batch.
+func TestStore_ApplyConstraintRefused(t *testing.T) {
+	s := testutil.OpenStore(t, "", store.Options{Schema: `CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, n INTEGER NOT NULL DEFAULT 1 CHECK (n > 0), note TEXT);`})
+	execV(t, s, `INSERT INTO t (id, n, note) VALUES ('a', 5, 'kept')`)
+	ts := hlc.FromParts(time.Now().UnixMilli()+1, 0)
+	res, err := s.Apply(context.Background(), "PEER", store.CursorPull, "1", []outpost.Group{{DBV: 1, Changes: []outpost.Change{
+		change("t", "a", "n", int64(-1), 1, ts, "PEER/1"), // CHECK fails
+		change("t", "a", "n", nil, 1, ts, "PEER/1"),       // NOT NULL fails
+		change("t", "b", "", nil, 1, ts, "PEER/1"),        // a new row ...
+		change("t", "b", "n", int64(-7), 1, ts, "PEER/1"), // ... whose value fails: the row stays as the sentinel made it
+		change("t", "a", "note", "updated", 1, ts, "PEER/1"),
+	}}}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Refused != 3 || res.Applied != 2 || res.Through != 1 {
+		t.Fatalf("result %+v, want 3 refused, 2 applied, through 1", res)
+	}
+	got := query(t, s, `SELECT id, n, note FROM t ORDER BY id`)
+	if len(got) != 2 || got[0][1] != int64(5) || got[0][2] != "updated" || got[1][1] != int64(1) {
+		t.Fatalf("rows = %v, want a(5, updated) and b(1 = default)", got)
+	}
+}

@@ -123,6 +123,11 @@ func (s *Store) applySchema(ctx context.Context) error {
 		s.tables[strings.ToLower(t.Name)] = rt
 		s.tableOrder = append(s.tableOrder, rt)
 	}
+	for _, o := range s.schema.Objects {
+		if rt := s.tables[strings.ToLower(o.Table)]; o.Type == "trigger" && rt != nil {
+			rt.guarded = true // a user trigger may RAISE on a remote value
+		}
+	}
 	return s.inTx(ctx, func() error {
 		for _, stmt := range replicationDDL {
 			if _, err := s.conn.ExecContext(ctx, stmt); err != nil {

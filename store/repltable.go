@@ -6,6 +6,7 @@ import (
 
 	"github.com/outpost-edge/outpost/capture"
 	"github.com/outpost-edge/outpost/schema"
+	"github.com/outpost-edge/outpost/sqltext"
 )
 
 // replicationDDL creates the tables replication keeps besides the clocks.
@@ -27,6 +28,8 @@ type replTable struct {
 	pk      []string
 	cols    []string
 	colSet  map[string]bool
+	notNull map[string]bool   // columns a remote value could violate by being NULL
+	guarded bool              // CHECK constraints or triggers: every applied change runs under a savepoint
 	emit    string            // clock rows with dbv in (?, ?] and their values
 	sent    string            // the row's sentinel
 	colVer  string            // one column's version
@@ -40,7 +43,13 @@ type replTable struct {
 
 func newReplTable(t schema.Table) *replTable {
 	ct := t.Capture()
-	rt := &replTable{name: t.Name, colSet: map[string]bool{}, setCol: map[string]string{}}
+	rt := &replTable{name: t.Name, colSet: map[string]bool{}, notNull: map[string]bool{}, setCol: map[string]string{}}
+	rt.guarded, _ = sqltext.HasKeyword(t.SQL, "CHECK")
+	for _, c := range t.Columns {
+		if c.NotNull && c.PK == 0 {
+			rt.notNull[c.Name] = true
+		}
+	}
 	clock := capture.Quote(capture.ClockTable(t.Name))
 	tbl := capture.Quote(t.Name)
 	var pkc, pkMatchClock, pkMatchData, join, ph []string
