@@ -101,7 +101,7 @@ func allowedMethod(path string) string {
 	switch path {
 	case "/v1/exec", "/v1/query":
 		return http.MethodPost
-	case "/v1/ids", "/healthz", "/v1/status":
+	case "/v1/ids", "/healthz", "/readyz", "/v1/status", "/metrics":
 		return http.MethodGet
 	}
 	return ""

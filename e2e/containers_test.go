@@ -436,7 +436,7 @@ func (h *ctrHarness) checkPhase(t *testing.T, load *ctrLoad, phase int, label st
 	converged := false
 	for {
 		for i, svc := range ctrServices {
-			results[i], errs[i] = ctrQuery(h.urls[svc], ctrSelect)
+			results[i], errs[i] = syncQuery(h.urls[svc], ctrSelect)
 		}
 		if errors.Join(errs...) == nil && ctrAllSame(results) {
 			converged = true
@@ -651,7 +651,7 @@ func (l *ctrLoad) writer(edge, url string, stop <-chan struct{}) {
 		seq, phase := l.seq[edge], l.phase
 		l.mu.Unlock()
 		id := fmt.Sprintf("%s-%d", edge, seq)
-		status, body, err := ctrPost(hc, url+"/v1/exec", map[string]any{"statements": []map[string]any{{
+		status, body, err := post(context.Background(), hc, url+"/v1/exec", map[string]any{"statements": []map[string]any{{
 			"sql":  `INSERT INTO bench_rows (id, n, body) VALUES (?, ?, ?)`,
 			"args": []any{id, seq, ctrBody(edge, seq)},
 		}}})
@@ -692,50 +692,10 @@ func ctrSum(m map[string]int) int {
 	return s
 }
 
-// ctrPost sends a JSON body; a transport error is returned as err.
-func ctrPost(hc *http.Client, url string, body any) (int, []byte, error) {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return 0, nil, err
-	}
-	resp, err := hc.Post(url, "application/json", bytes.NewReader(b))
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, nil, err
-	}
-	return resp.StatusCode, out, nil
-}
-
-var ctrHTTP = &http.Client{Timeout: 10 * time.Second}
-
-// ctrQuery runs one /v1/query; numbers come back as json.Number.
-func ctrQuery(base, sql string) ([][]any, error) {
-	status, body, err := ctrPost(ctrHTTP, base+"/v1/query", map[string]any{"sql": sql, "args": []any{}})
-	if err != nil {
-		return nil, err
-	}
-	if status != http.StatusOK {
-		return nil, fmt.Errorf("status %d: %s", status, bytes.TrimSpace(body))
-	}
-	var out struct {
-		Rows [][]any `json:"rows"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&out); err != nil {
-		return nil, fmt.Errorf("decode: %v", err)
-	}
-	return out.Rows, nil
-}
-
 // ctrCount returns SELECT count(*) FROM bench_rows WHERE where at base.
 func ctrCount(t *testing.T, base, where string) int64 {
 	t.Helper()
-	rows, err := ctrQuery(base, "SELECT count(*) FROM bench_rows WHERE "+where)
+	rows, err := syncQuery(base, "SELECT count(*) FROM bench_rows WHERE "+where)
 	if err != nil || len(rows) != 1 || len(rows[0]) != 1 {
 		t.Fatalf("count at %s: %v (%v)", base, err, rows)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -61,7 +62,28 @@ func (m *metrics) handler() http.Handler {
 }
 
 // collector reads the node's state at scrape time.
-type collector struct{ m *metrics }
+type collector struct {
+	m *metrics
+
+	mu        sync.Mutex
+	tombs     int64
+	tombsTime time.Time
+}
+
+// tombstones counts kept tombstones at most once a minute: it scans every
+// clock table, which scrapes every few seconds should not repeat.
+func (c *collector) tombstones(ctx context.Context) (int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.tombsTime) > time.Minute {
+		t, err := c.m.n.Store.Tombstones(ctx)
+		if err != nil {
+			return 0, false
+		}
+		c.tombs, c.tombsTime = t, time.Now()
+	}
+	return c.tombs, true
+}
 
 var (
 	descDBVersion  = prometheus.NewDesc("outpost_db_version", "Last committed db_version.", nil, nil)
@@ -123,7 +145,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if p, err := st.PendingCount(ctx); err == nil {
 		ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(p))
 	}
-	if t, err := st.Tombstones(ctx); err == nil {
+	if t, ok := c.tombstones(ctx); ok {
 		ch <- prometheus.MustNewConstMetric(descTombstones, prometheus.GaugeValue, float64(t))
 	}
 	ready := 0.0

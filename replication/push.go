@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/outpost-edge/outpost"
 	"io"
 	"net/http"
 	"net/url"
@@ -86,7 +87,7 @@ func (l *loop) push() error {
 	return nil
 }
 
-func (l *loop) send(inc string, groups []wireGroup, through int64) (pushAck, error) {
+func (l *loop) send(inc string, groups []outpost.Group, through int64) (pushAck, error) {
 	var ack pushAck
 	body, err := wire.EncodeGroups(groups)
 	if err != nil {

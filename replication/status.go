@@ -7,8 +7,6 @@ import (
 	"github.com/outpost-edge/outpost"
 )
 
-type wireGroup = outpost.Group
-
 func countChanges(gs []outpost.Group) int {
 	n := 0
 	for _, g := range gs {

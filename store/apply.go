@@ -405,7 +405,7 @@ func (s *Store) Tombstones(ctx context.Context) (int64, error) {
 	var total int64
 	for _, rt := range s.tableOrder {
 		var n int64
-		q := fmt.Sprintf(`SELECT count(*) FROM %s WHERE col = '' AND cl %% 2 = 0`, quoteIdent(capture.ClockTable(rt.name)))
+		q := fmt.Sprintf(`SELECT count(*) FROM %s WHERE col = '' AND cl %% 2 = 0`, capture.Quote(capture.ClockTable(rt.name)))
 		if err := s.rdb.QueryRowContext(ctx, q).Scan(&n); err != nil {
 			return 0, err
 		}
@@ -413,5 +413,3 @@ func (s *Store) Tombstones(ctx context.Context) (int64, error) {
 	}
 	return total, nil
 }
-
-func quoteIdent(s string) string { return capture.Quote(s) }
