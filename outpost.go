@@ -113,3 +113,51 @@ type Group struct {
 	DBV     int64    `cbor:"1,keyasint" json:"db_version"`
 	Changes []Change `cbor:"2,keyasint" json:"changes"`
 }
+
+// Verdict is what a node does with a change received from a peer.
+type Verdict uint8
+
+// The verdicts of admission (docs/ARCHITECTURE.md, "Trust model").
+const (
+	// Admit merges the change by the rules of section 4.
+	Admit Verdict = iota
+	// Refuse never applies the change; it is counted and logged with the
+	// sender, the claimed origin and the rule it broke.
+	Refuse
+	// Hold keeps the change durably without applying it, because it cannot
+	// be judged yet (origin not on the trust list yet, table or column not
+	// in the schema yet, clock too far ahead, a value the local constraints
+	// reject); it is judged again later and never skipped past.
+	Hold
+)
+
+// String names the verdict: "admit", "refuse" or "hold".
+func (v Verdict) String() string {
+	switch v {
+	case Admit:
+		return "admit"
+	case Refuse:
+		return "refuse"
+	case Hold:
+		return "hold"
+	}
+	return fmt.Sprintf("Verdict(%d)", uint8(v))
+}
+
+// Admission is a verdict and, unless it is Admit, the rule that decided it
+// (a stable, short name such as "origin_not_sender") and a message that says
+// why in words.
+type Admission struct {
+	Verdict Verdict
+	Rule    string
+	Reason  string
+}
+
+// Admitted is the Admission that lets a change be merged.
+var Admitted = Admission{Verdict: Admit}
+
+// OriginName returns the node name of an origin NAME/incarnation.
+func OriginName(origin string) string {
+	name, _, _ := strings.Cut(origin, "/")
+	return name
+}

@@ -574,8 +574,8 @@ func syncLogReport(t *testing.T, nodes []*syncNode) {
 		sort.Strings(parts)
 
 		var st struct {
-			DBVersion int64 `json:"db_version"`
-			Pending   int64 `json:"pending_changes"`
+			DBVersion int64            `json:"db_version"`
+			Held      map[string]int64 `json:"held_changes"`
 			Links     []struct {
 				Peer      string `json:"peer"`
 				Direction string `json:"direction"`
@@ -605,7 +605,7 @@ func syncLogReport(t *testing.T, nodes []*syncNode) {
 				links = append(links, fmt.Sprintf("  refusals: %d", len(st.Refusals)))
 			}
 		}
-		t.Logf("%s: db_version %d, pending %d, %d lives; links:\n%s\nlog warnings/errors:\n%s", n.name, st.DBVersion, st.Pending, n.lives,
+		t.Logf("%s: db_version %d, held %v, %d lives; links:\n%s\nlog warnings/errors:\n%s", n.name, st.DBVersion, st.Held, n.lives,
 			strings.Join(links, "\n"), strings.Join(append(parts, "  (end)"), "\n"))
 	}
 }

@@ -88,3 +88,11 @@ func (r *SlugRegistry) has(slug string) bool {
 	_, ok := r.issued[slug]
 	return ok
 }
+
+// Observe records slug as issued, e.g. a row of this node's registry that
+// came back from a peer after the node was rebuilt from an empty disk.
+func (r *SlugRegistry) Observe(slug string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.issued[slug] = struct{}{}
+}

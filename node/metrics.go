@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/outpost-edge/outpost/admission"
+	"github.com/outpost-edge/outpost/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -92,16 +94,16 @@ var (
 	descLagSecs    = prometheus.NewDesc("outpost_replication_lag_seconds", "How long this link has been behind.", []string{"peer", "direction"}, nil)
 	descConnected  = prometheus.NewDesc("outpost_replication_connected", "1 while the link's stream or push loop is up.", []string{"peer", "direction"}, nil)
 	descSyncErrors = prometheus.NewDesc("outpost_sync_errors_total", "Sync loop failures (reconnects) per link.", []string{"peer", "direction"}, nil)
-	descChanges    = prometheus.NewDesc("outpost_replication_changes_total", "Remote changes by result: applied, ignored (lost to or equal local state), refused (permissions), pending (unknown table/column).", []string{"result"}, nil)
-	descDrift      = prometheus.NewDesc("outpost_replication_drift_holds_total", "Groups held back because a change's clock was too far ahead.", nil, nil)
+	descChanges    = prometheus.NewDesc("outpost_replication_changes_total", "Remote changes by result: applied, ignored (lost to or equal local state), refused (never applied), held (kept to be judged again).", []string{"result"}, nil)
+	descRefused    = prometheus.NewDesc("outpost_replication_refused_total", "Remote changes refused, by the peer that sent them and the rule that refused them (origin_not_sender, table_permission, cl_out_of_range, ...).", []string{"sender", "rule"}, nil)
 	descRefusals   = prometheus.NewDesc("outpost_policy_refusals_total", "Refused peers and exchanges by kind (unknown_key, policy, removed_key, outgoing_policy, ...).", []string{"kind"}, nil)
-	descPending    = prometheus.NewDesc("outpost_pending_changes", "Changes waiting for the schema to know their table or column.", nil, nil)
+	descHeld       = prometheus.NewDesc("outpost_held_changes", "Remote changes held to be judged again, by rule (schema, drift, origin_unknown, constraint).", []string{"rule"}, nil)
 	descTombstones = prometheus.NewDesc("outpost_tombstones", "Deleted rows whose tombstone is kept.", nil, nil)
 	descReady      = prometheus.NewDesc("outpost_ready", "1 when /readyz answers 200.", nil, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descDBVersion, descTx, descLagVers, descLagSecs, descConnected, descSyncErrors, descChanges, descDrift, descRefusals, descPending, descTombstones, descReady} {
+	for _, d := range []*prometheus.Desc{descDBVersion, descTx, descLagVers, descLagSecs, descConnected, descSyncErrors, descChanges, descRefused, descRefusals, descHeld, descTombstones, descReady} {
 		ch <- d
 	}
 }
@@ -117,10 +119,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descTx, prometheus.CounterValue, float64(ws.Transactions), "committed")
 	ch <- prometheus.MustNewConstMetric(descTx, prometheus.CounterValue, float64(ws.Failed), "failed")
 	rs := st.ReplStats()
-	for result, v := range map[string]int64{"applied": rs.Applied, "ignored": rs.Ignored, "refused": rs.Refused, "pending": rs.Pending} {
+	for result, v := range map[string]int64{"applied": rs.Applied, "ignored": rs.Ignored, "refused": rs.Refused, "held": rs.Held} {
 		ch <- prometheus.MustNewConstMetric(descChanges, prometheus.CounterValue, float64(v), result)
 	}
-	ch <- prometheus.MustNewConstMetric(descDrift, prometheus.CounterValue, float64(rs.Drifted))
+	for _, r := range st.Refusals() {
+		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(r.Count), r.Sender, r.Rule)
+	}
 	if n.Repl != nil {
 		for _, l := range n.Repl.Status() {
 			ch <- prometheus.MustNewConstMetric(descLagVers, prometheus.GaugeValue, float64(l.LagChanges), l.Peer, l.Direction)
@@ -142,8 +146,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if p, err := st.PendingCount(ctx); err == nil {
-		ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(p))
+	if held, err := st.Held(ctx); err == nil {
+		for _, rule := range []string{store.RuleSchema, store.RuleDrift, store.RuleConstraint, admission.RuleOriginUnknown} {
+			ch <- prometheus.MustNewConstMetric(descHeld, prometheus.GaugeValue, float64(held[rule]), rule)
+		}
 	}
 	if t, ok := c.tombstones(ctx); ok {
 		ch <- prometheus.MustNewConstMetric(descTombstones, prometheus.GaugeValue, float64(t))

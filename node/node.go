@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost"
+	"github.com/outpost-edge/outpost/admission"
 	"github.com/outpost-edge/outpost/api"
 	"github.com/outpost-edge/outpost/identity"
 	"github.com/outpost-edge/outpost/peer"
@@ -67,6 +68,7 @@ type Node struct {
 	Trust    *trust.Store   // nil without a trust list
 	Policy   *policy.Matrix // the push/pull matrix in force
 	Perms    *policy.Permissions
+	Gate     *admission.Gate         // judges every change received from a peer
 	Peers    *peer.Server            // peer listener; nil without a trust list
 	Client   *peer.Client            // node-to-node calls; nil without a trust list
 	Repl     *replication.Replicator // sync loops; nil without a trust list
@@ -106,9 +108,14 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("open node: schema permissions: %w", err)
 	}
 	self := policy.PartyOf(id)
-	var n *Node // set below; the store's remote check reads it
 	m := newMetrics()
 	if err := checkPermissionTables(ctx, perms, string(ddl)); err != nil {
+		return nil, fmt.Errorf("open node: %w", err)
+	}
+	// The admission gate exists before the store: every change the store
+	// ever applies from a peer, held ones at start included, is judged.
+	ts, gate, err := openGate(cfg, id, key, perms)
+	if err != nil {
 		return nil, fmt.Errorf("open node: %w", err)
 	}
 	st, err := store.Open(ctx, store.Options{
@@ -116,17 +123,13 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		Logger:     cfg.Logger.With("component", "store"),
 		WriteCheck: func(table string) error { return perms.Check(self, table) },
 		OnGroup:    m.onGroup,
-		RemoteCheck: func(ch *outpost.Change) error {
-			if n == nil {
-				return nil
-			}
-			return n.checkRemote(ch)
-		},
+		Gate:       gate,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open node: %w", err)
 	}
-	n = &Node{cfg: cfg, log: cfg.Logger, Identity: id, Key: key, Store: st, Perms: perms, served: make(chan error, 1), metrics: m, started: time.Now()}
+	n := &Node{cfg: cfg, log: cfg.Logger, Identity: id, Key: key, Store: st, Perms: perms, Trust: ts, Gate: gate,
+		served: make(chan error, 1), metrics: m, started: time.Now()}
 	m.n = n
 	if err := n.openPeers(); err != nil {
 		st.Close()

@@ -4,9 +4,9 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/outpost-edge/outpost"
+	"github.com/outpost-edge/outpost/admission"
 	"github.com/outpost-edge/outpost/identity"
 	"github.com/outpost-edge/outpost/peer"
 	"github.com/outpost-edge/outpost/policy"
@@ -24,18 +24,16 @@ func (n *Node) openPeers() error {
 		}
 		n.Policy = n.Policy.With(over)
 	}
-	if n.cfg.TrustFile == "" {
+	if n.Trust == nil {
 		return nil
 	}
-	ts, err := trust.NewStore(n.cfg.TrustFile, n.Identity, n.Key.Public())
-	if err != nil {
-		return fmt.Errorf("trust list: %w", err)
-	}
-	n.Trust = ts
+	ts := n.Trust
+	ts.OnChange(n.onTrustChange)
 	cfg := peer.Config{
 		Self: identity.Peer{Identity: n.Identity, Key: n.Key.Public()}, Key: n.Key,
 		Trust: ts, Policy: n.Policy, Logger: n.log.With("component", "peer"),
 	}
+	var err error
 	if n.Peers, err = peer.NewServer(cfg); err != nil {
 		return err
 	}
@@ -109,43 +107,40 @@ func (n *Node) ReloadTrust() error {
 	return nil
 }
 
-// checkRemote decides whether a change received from a peer may be applied:
-// its origin must be a known node whose role may write the table, and a
-// node's slug registry rows may come only from that node.
-func (n *Node) checkRemote(ch *outpost.Change) error {
-	name, _, _ := strings.Cut(ch.Origin, "/")
-	var origin outpost.Identity
-	if name == n.Identity.Name {
-		origin = n.Identity
-	} else if n.Trust != nil {
-		p, ok := n.Trust.List().ByName(name)
-		if !ok {
-			return fmt.Errorf("origin %s is not on the trust list", name)
+// openGate loads the trust list (if the node has one) and builds the
+// admission gate that judges every change received from a peer.
+func openGate(cfg Config, id outpost.Identity, key *identity.Key, perms *policy.Permissions) (*trust.Store, *admission.Gate, error) {
+	var ts *trust.Store
+	if cfg.TrustFile != "" {
+		var err error
+		if ts, err = trust.NewStore(cfg.TrustFile, id, key.Public()); err != nil {
+			return nil, nil, fmt.Errorf("trust list: %w", err)
 		}
-		origin = p.Identity
-	} else {
-		return fmt.Errorf("origin %s is unknown: no trust list", name)
 	}
-	if strings.EqualFold(ch.Table, "outpost_slugs") {
-		slug, _ := ch.PK[0].(string)
-		if !slugOf(slug, origin.Code) {
-			return fmt.Errorf("%s may not write slug %q: a node writes only its own slugs (ending in -%s)", name, slug, origin.Code)
-		}
-		return nil
-	}
-	return n.Perms.Check(policy.PartyOf(origin), ch.Table)
+	gate := admission.New(admission.Config{
+		Self:  id,
+		Perms: perms,
+		Trust: func() admission.Directory {
+			if ts == nil {
+				return nil
+			}
+			return ts.List()
+		},
+	})
+	return ts, gate, nil
 }
 
-// slugOf reports whether slug was issued by the node with code: it ends in
-// -code or -code-N.
-func slugOf(slug, code string) bool {
-	if strings.HasSuffix(slug, "-"+code) {
-		return true
-	}
-	i := strings.LastIndex(slug, "-"+code+"-")
-	if i < 0 {
-		return false
-	}
-	rest := slug[i+len(code)+2:]
-	return rest != "" && strings.Trim(rest, "0123456789") == ""
+// onTrustChange judges again the changes held because their origin was not
+// on the trust list: the new list may name it.
+func (n *Node) onTrustChange(trust.Diff) {
+	go func() {
+		res, err := n.Store.Recheck(context.Background(), admission.RuleOriginUnknown)
+		if err != nil {
+			n.log.Warn("trust list reload: recheck held changes", "err", err)
+			return
+		}
+		if res.Applied+res.Ignored+res.Refused > 0 {
+			n.log.Info("trust list reload: judged held changes again", "applied", res.Applied, "ignored", res.Ignored, "refused", res.Refused, "still_held", res.Held)
+		}
+	}()
 }

@@ -20,7 +20,8 @@ type Status struct {
 	SlugsReady  bool                     `json:"slugs_ready"`
 	Links       []replication.LinkStatus `json:"links"`
 	Replication store.ReplStats          `json:"replication"`
-	Pending     int64                    `json:"pending_changes"`
+	Held        map[string]int64         `json:"held_changes"` // by rule
+	Refused     []store.Refusal          `json:"refused_changes"`
 	Refusals    []peer.Refusal           `json:"refusals"`
 	Writes      store.Stats              `json:"writes"`
 }
@@ -32,7 +33,8 @@ func (n *Node) Status() Status {
 		Incarnation: n.Store.Incarnation(), DBVersion: n.Store.DBVersion(), SlugsReady: n.Store.SlugsReady(),
 		Replication: n.Store.ReplStats(), Writes: n.Store.Stats(), Links: []replication.LinkStatus{}, Refusals: []peer.Refusal{},
 	}
-	st.Pending, _ = n.Store.PendingCount(context.Background())
+	st.Held, _ = n.Store.Held(context.Background())
+	st.Refused = n.Store.Refusals()
 	if n.Repl != nil {
 		st.Links = n.Repl.Status()
 	}

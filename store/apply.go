@@ -8,9 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"github.com/fxamacker/cbor/v2"
 	"github.com/outpost-edge/outpost"
-	"github.com/outpost-edge/outpost/capture"
 	"github.com/outpost-edge/outpost/hlc"
 	"github.com/outpost-edge/outpost/merge"
 	"modernc.org/sqlite"
@@ -24,33 +22,55 @@ const (
 	CursorRecv = "recv" // we received the peer's pushes up to dbv (its numbering)
 )
 
+// Gate decides, for every change received from a peer, whether it is
+// merged, refused or held (package admission). The store adds the checks
+// only it can make: schema, clock, bounds and local constraints.
+type Gate interface {
+	Admit(sender string, ch *outpost.Change) outpost.Admission
+}
+
+// MaxCL is the largest causal length a node accepts from a peer. A row's
+// causal length grows by one per delete or re-insert, so no honest history
+// comes near it, and it leaves room to count on without leaving int64.
+const MaxCL = 1 << 40
+
+// Store-side rules of refused and held changes (see package admission for
+// the gate's).
+const (
+	RuleCLRange    = "cl_out_of_range"       // refused: causal length above MaxCL
+	RuleHLCRange   = "hlc_out_of_range"      // refused: timestamp beyond the hold horizon
+	RuleBadKey     = "primary_key_malformed" // refused: wrong number of key values
+	RuleSchema     = "schema"                // held: table or column not in this schema yet
+	RuleDrift      = "drift"                 // held: clock too far ahead of this node's
+	RuleConstraint = "constraint"            // held: the local constraints reject the value
+)
+
 // ApplyResult says what an Apply did.
 type ApplyResult struct {
 	Through   int64 // the peer's db_version the cursor now stands at
 	DBVersion int64 // the local db_version the groups were committed as (0 if nothing committed)
 	Applied   int   // changes that changed local state
 	Ignored   int   // changes that lost to or equalled local state
-	Refused   int   // changes refused by the origin's table permissions
-	Pending   int   // changes kept for a table or column this schema lacks
-	// Drift is set when a group was held back because a change's clock is
-	// too far ahead; groups before it were applied, the rest must be sent
-	// again later.
+	Refused   int   // changes refused (see Store.Refusals for why)
+	Held      int   // changes held to be judged again later (see Store.Held)
+	// Drift is never set any more: a group too far ahead is held, and the
+	// rest applied. Kept for callers compiled against the old contract.
 	Drift error
 }
 
 // ReplStats count replication work since Open.
 type ReplStats struct {
-	Applied, Ignored, Refused, Pending, Drifted int64
+	Applied, Ignored, Refused, Held int64
 }
 
 type replStats struct {
-	applied, ignored, refused, pending, drifted atomic.Int64
+	applied, ignored, refused, held atomic.Int64
 }
 
 // ReplStats returns the replication counters.
 func (s *Store) ReplStats() ReplStats {
-	return ReplStats{Applied: s.repl.applied.Load(), Ignored: s.repl.ignored.Load(), Refused: s.repl.refused.Load(),
-		Pending: s.repl.pending.Load(), Drifted: s.repl.drifted.Load()}
+	return ReplStats{Applied: s.repl.applied.Load(), Ignored: s.repl.ignored.Load(),
+		Refused: s.repl.refused.Load(), Held: s.repl.held.Load()}
 }
 
 // Cursor returns the cursor of kind for peer and the peer incarnation it
@@ -90,26 +110,26 @@ func (s *Store) submitRemote(ctx context.Context, meta bool, fn func(*Tx) error)
 // transaction and moves the peer's cursor of kind to through (the peer's
 // db_version everything up to which has been received) in the same
 // transaction. Readers see all of it or none.
+//
+// Every change is judged first (the Gate, then the store's own checks):
+// admitted changes are merged; refused ones are counted and never applied;
+// changes that cannot be judged yet are held durably in the same
+// transaction and judged again later (Recheck), so the cursor may pass
+// them without losing them. A group with a change too far in the future is
+// held whole, so a receiver never shows part of it; the groups around it
+// are applied.
+//
+// Apply fails, and moves no cursor, only when the store fails or when the
+// held changes would exceed their bound (ErrHeldFull): then the sender
+// keeps the changes and sends them again later.
 func (s *Store) Apply(ctx context.Context, peer, kind, inc string, groups []outpost.Group, through int64) (ApplyResult, error) {
 	var res ApplyResult
-	// Hold back everything from the first group with a change too far in
-	// the future; it is not lost: the sender keeps it and sends it again.
-	for i, g := range groups {
-		if err := s.driftCheck(g); err != nil {
-			res.Drift = err
-			s.repl.drifted.Add(1)
-			through = min(through, g.DBV-1)
-			groups = groups[:i]
-			break
-		}
-	}
 	dbv, err := s.submitRemote(ctx, len(groups) == 0, func(tx *Tx) error {
-		res = ApplyResult{Drift: res.Drift}
-		for _, g := range groups {
-			for k := range g.Changes {
-				if err := tx.applyChange(&g.Changes[k], &res); err != nil {
-					return fmt.Errorf("apply %s group %d: %w", peer, g.DBV, err)
-				}
+		res = ApplyResult{}
+		tx.budget = holdBudget{}
+		for gi := range groups {
+			if err := tx.applyGroup(peer, &groups[gi], &res); err != nil {
+				return fmt.Errorf("apply %s group %d: %w", peer, groups[gi].DBV, err)
 			}
 		}
 		return tx.setCursor(peer, kind, inc, through)
@@ -118,45 +138,96 @@ func (s *Store) Apply(ctx context.Context, peer, kind, inc string, groups []outp
 		return res, err
 	}
 	res.Through, res.DBVersion = through, dbv
-	s.repl.applied.Add(int64(res.Applied))
-	s.repl.ignored.Add(int64(res.Ignored))
-	s.repl.refused.Add(int64(res.Refused))
-	s.repl.pending.Add(int64(res.Pending))
+	s.account(res)
 	return res, nil
 }
 
-func (s *Store) driftCheck(g outpost.Group) error {
-	for _, ch := range g.Changes {
-		if err := s.clock.Observe(hlc.Timestamp(ch.HLC)); err != nil {
-			return fmt.Errorf("group %d from %s: %w", g.DBV, ch.Origin, err)
+func (s *Store) account(res ApplyResult) {
+	s.repl.applied.Add(int64(res.Applied))
+	s.repl.ignored.Add(int64(res.Ignored))
+	s.repl.refused.Add(int64(res.Refused))
+	s.repl.held.Add(int64(res.Held))
+}
+
+// applyGroup judges and merges one group: a group with a change too far
+// ahead of this node's clock is held whole.
+func (tx *Tx) applyGroup(sender string, g *outpost.Group, res *ApplyResult) error {
+	s := tx.s
+	drifted := false
+	for k := range g.Changes {
+		ch := &g.Changes[k]
+		if s.beyondHorizon(ch) {
+			continue // refused one by one below
 		}
+		if err := s.clock.Observe(hlc.Timestamp(ch.HLC)); err != nil {
+			drifted = true
+			break
+		}
+	}
+	for k := range g.Changes {
+		ch := &g.Changes[k]
+		if drifted && !s.beyondHorizon(ch) && ch.CL <= MaxCL {
+			if err := tx.hold(sender, ch, outpost.Admission{Verdict: outpost.Hold, Rule: RuleDrift,
+				Reason: fmt.Sprintf("group %d has a change further ahead than the drift limit %s; held until this node's clock catches up", g.DBV, s.opts.MaxDrift)}, res); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := tx.admitChange(sender, ch, res); err != nil {
+			return err
+		}
+	}
+	if drifted {
+		s.driftHeld.Store(true)
 	}
 	return nil
 }
 
-// applyChange merges one remote change (DESIGN.md section 4).
-func (tx *Tx) applyChange(ch *outpost.Change, res *ApplyResult) error {
+// beyondHorizon reports whether a change's timestamp is so far ahead that
+// it is refused rather than held (Options.MaxAhead).
+func (s *Store) beyondHorizon(ch *outpost.Change) bool {
+	return hlc.Timestamp(ch.HLC).Millis() > s.opts.Now().Add(s.opts.MaxAhead).UnixMilli()
+}
+
+// admitChange judges one remote change and merges it if admitted.
+func (tx *Tx) admitChange(sender string, ch *outpost.Change, res *ApplyResult) error {
 	s := tx.s
-	rt := s.tables[strings.ToLower(ch.Table)]
-	if rt != nil && len(ch.PK) != len(rt.pk) {
-		// Malformed (or a key change no schema rollout allows): refusing
-		// it, rather than failing the batch, keeps one bad change from
-		// stalling the link forever.
-		res.Refused++
-		s.log.Warn("replication: refused change with a wrong key", "table", ch.Table, "origin", ch.Origin, "key_values", len(ch.PK), "want", len(rt.pk))
+	switch {
+	case ch.CL > MaxCL:
+		tx.refuse(sender, ch, RuleCLRange, fmt.Sprintf("causal length %d is over the bound %d", ch.CL, int64(MaxCL)), res)
+		return nil
+	case s.beyondHorizon(ch):
+		tx.refuse(sender, ch, RuleHLCRange, fmt.Sprintf("timestamp %s is more than %s ahead of this node's clock", hlc.Timestamp(ch.HLC), s.opts.MaxAhead), res)
 		return nil
 	}
-	if rt == nil || (ch.Col != "" && !rt.colSet[ch.Col]) {
-		res.Pending++
-		return tx.keepPending(ch)
-	}
-	if s.opts.RemoteCheck != nil {
-		if err := s.opts.RemoteCheck(ch); err != nil {
-			res.Refused++
-			s.log.Warn("replication: refused change", "table", ch.Table, "origin", ch.Origin, "err", err)
+	if s.opts.Gate != nil {
+		switch a := s.opts.Gate.Admit(sender, ch); a.Verdict {
+		case outpost.Refuse:
+			tx.refuse(sender, ch, a.Rule, a.Reason, res)
 			return nil
+		case outpost.Hold:
+			return tx.hold(sender, ch, a, res)
 		}
 	}
+	rt := s.tables[strings.ToLower(ch.Table)]
+	if rt == nil || (ch.Col != "" && !rt.colSet[ch.Col]) {
+		what := fmt.Sprintf("table %q", ch.Table)
+		if rt != nil {
+			what = fmt.Sprintf("column %q of table %q", ch.Col, ch.Table)
+		}
+		return tx.hold(sender, ch, outpost.Admission{Verdict: outpost.Hold, Rule: RuleSchema,
+			Reason: what + " is not in this node's schema yet; held until the schema has it"}, res)
+	}
+	if len(ch.PK) != len(rt.pk) {
+		tx.refuse(sender, ch, RuleBadKey, fmt.Sprintf("%d key values for a key of %d columns", len(ch.PK), len(rt.pk)), res)
+		return nil
+	}
+	return tx.merge(sender, rt, ch, res)
+}
+
+// merge applies an admitted change by the rules of DESIGN.md section 4.
+func (tx *Tx) merge(sender string, rt *replTable, ch *outpost.Change, res *ApplyResult) error {
+	s := tx.s
 	key := seenKey(ch)
 	if s.seen.has(key, ch) {
 		res.Ignored++
@@ -174,8 +245,9 @@ func (tx *Tx) applyChange(ch *outpost.Change, res *ApplyResult) error {
 	}
 	// A value the receiver's constraints refuse (NOT NULL, CHECK, a user
 	// trigger's RAISE) must not half-apply the change nor stall the link:
-	// such changes run under a savepoint and are refused on a constraint
-	// error, like a change the origin may not write.
+	// such changes run under a savepoint and are held on a constraint
+	// error (a newer version, or a schema that accepts the value, lets them
+	// through later).
 	guard := rt.guarded || (ch.Col != "" && rt.notNull[ch.Col])
 	if guard {
 		if err := s.control(tx.ctx, "SAVEPOINT outpost_change"); err != nil {
@@ -191,9 +263,8 @@ func (tx *Tx) applyChange(ch *outpost.Change, res *ApplyResult) error {
 			if rerr := s.control(tx.ctx, "RELEASE outpost_change"); rerr != nil {
 				return rerr
 			}
-			res.Refused++
-			s.log.Warn("replication: refused change the local constraints reject", "table", ch.Table, "col", ch.Col, "origin", ch.Origin, "err", err)
-			return nil
+			return tx.hold(sender, ch, outpost.Admission{Verdict: outpost.Hold, Rule: RuleConstraint,
+				Reason: fmt.Sprintf("the local constraints reject it: %v", err)}, res)
 		}
 		if err == nil {
 			err = s.control(tx.ctx, "RELEASE outpost_change")
@@ -205,6 +276,13 @@ func (tx *Tx) applyChange(ch *outpost.Change, res *ApplyResult) error {
 	if act == merge.NewLife || act == merge.ApplyColumn {
 		tx.tc.seen = append(tx.tc.seen, seenEntry{key, seenVersion{ch.CL, ch.HLC, ch.Origin}})
 	}
+	if rt.name == "outpost_slugs" && merge.Alive(ch.CL) {
+		// A rebuilt node learns the slugs it issued in an earlier life as
+		// they come back, so it never issues one twice.
+		if slug, ok := ch.PK[0].(string); ok && outpost.OriginName(ch.Origin) == s.opts.Identity.Name {
+			s.slugs.Observe(slug)
+		}
+	}
 	res.Applied++
 	return nil
 }
@@ -213,6 +291,7 @@ func (tx *Tx) applyChange(ch *outpost.Change, res *ApplyResult) error {
 func (tx *Tx) writeChange(rt *replTable, ch *outpost.Change, act merge.Action) error {
 	s := tx.s
 	dbv := tx.tc.dbv
+	tx.tc.wrote = true
 	exec := func(q string, args ...any) error {
 		st, err := s.stmts.get(tx.ctx, q)
 		if err != nil {
@@ -305,111 +384,4 @@ func (tx *Tx) local(rt *replTable, ch *outpost.Change) (merge.Local, error) {
 		}
 	}
 	return l, rows.Err()
-}
-
-var pendingEnc, _ = cbor.EncOptions{}.EncMode()
-
-// keepPending stores a change for a table or column this schema lacks.
-func (tx *Tx) keepPending(ch *outpost.Change) error {
-	b, err := pendingEnc.Marshal(ch)
-	if err != nil {
-		return fmt.Errorf("keep pending change: %w", err)
-	}
-	st, err := tx.s.stmts.get(tx.ctx, `INSERT INTO outpost_pending (tbl, change) VALUES (?, ?)`)
-	if err != nil {
-		return err
-	}
-	_, err = st.ExecContext(tx.ctx, ch.Table, b)
-	return err
-}
-
-// PendingCount returns how many changes wait for the schema to catch up.
-func (s *Store) PendingCount(ctx context.Context) (int64, error) {
-	var n int64
-	err := s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM outpost_pending`).Scan(&n)
-	return n, err
-}
-
-var pendingDec, _ = cbor.DecOptions{IntDec: cbor.IntDecConvertSigned}.DecMode()
-
-// applyPending applies the pending changes this schema now knows, in one
-// transaction, and removes them.
-func (s *Store) applyPending(ctx context.Context) (int, error) {
-	if waiting, err := s.PendingCount(ctx); err != nil || waiting == 0 {
-		return 0, err
-	}
-	n := 0
-	_, err := s.submitRemote(ctx, false, func(tx *Tx) error {
-		rows, err := s.conn.QueryContext(tx.ctx, `SELECT id, change FROM outpost_pending ORDER BY id`)
-		if err != nil {
-			return err
-		}
-		type pend struct {
-			id int64
-			ch outpost.Change
-		}
-		var ready []pend
-		for rows.Next() {
-			var p pend
-			var b []byte
-			if err := rows.Scan(&p.id, &b); err != nil {
-				rows.Close()
-				return err
-			}
-			if err := pendingDec.Unmarshal(b, &p.ch); err != nil {
-				rows.Close()
-				return fmt.Errorf("pending change %d: %w", p.id, err)
-			}
-			normalizeValues(&p.ch)
-			rt := s.tables[strings.ToLower(p.ch.Table)]
-			if rt != nil && (p.ch.Col == "" || rt.colSet[p.ch.Col]) {
-				ready = append(ready, p)
-			}
-		}
-		rows.Close()
-		var res ApplyResult
-		for _, p := range ready {
-			if err := tx.applyChange(&p.ch, &res); err != nil {
-				return err
-			}
-			if _, err := s.conn.ExecContext(tx.ctx, `DELETE FROM outpost_pending WHERE id = ?`, p.id); err != nil {
-				return err
-			}
-		}
-		n = len(ready)
-		return nil
-	})
-	return n, err
-}
-
-// normalizeValues turns CBOR-decoded values back into SQLite types.
-func normalizeValues(ch *outpost.Change) {
-	fix := func(v any) any {
-		switch x := v.(type) {
-		case uint64:
-			return int64(x)
-		case float32:
-			return float64(x)
-		}
-		return v
-	}
-	ch.Val = fix(ch.Val)
-	for i := range ch.PK {
-		ch.PK[i] = fix(ch.PK[i])
-	}
-}
-
-// Tombstones counts deleted rows whose tombstone (sentinel with an even
-// causal length) is kept, over every replicated table.
-func (s *Store) Tombstones(ctx context.Context) (int64, error) {
-	var total int64
-	for _, rt := range s.tableOrder {
-		var n int64
-		q := fmt.Sprintf(`SELECT count(*) FROM %s WHERE col = '' AND cl %% 2 = 0`, capture.Quote(capture.ClockTable(rt.name)))
-		if err := s.rdb.QueryRowContext(ctx, q).Scan(&n); err != nil {
-			return 0, err
-		}
-		total += n
-	}
-	return total, nil
 }

@@ -129,10 +129,13 @@ func (s *Store) applySchema(ctx context.Context) error {
 		}
 	}
 	return s.inTx(ctx, func() error {
-		for _, stmt := range replicationDDL {
+		for _, stmt := range append(append([]string{}, replicationDDL...), heldDDL...) {
 			if _, err := s.conn.ExecContext(ctx, stmt); err != nil {
 				return fmt.Errorf("apply schema: %w", err)
 			}
+		}
+		if err := s.migrateHeld(ctx); err != nil {
+			return err
 		}
 		for _, t := range tables {
 			if err := s.ensureTable(ctx, t); err != nil {

@@ -17,9 +17,6 @@ var replicationDDL = []string{
 	// push = we pushed up to dbv (our numbering); recv = we received pushes
 	// up to dbv (their numbering).
 	`CREATE TABLE IF NOT EXISTS outpost_peers (name TEXT NOT NULL, kind TEXT NOT NULL, incarnation TEXT NOT NULL DEFAULT '', dbv INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (name, kind)) WITHOUT ROWID`,
-	// Changes for tables or columns this node's schema does not know yet
-	// (a rolling upgrade): applied when the schema catches up.
-	`CREATE TABLE IF NOT EXISTS outpost_pending (id INTEGER PRIMARY KEY, tbl TEXT NOT NULL, change BLOB NOT NULL)`,
 }
 
 // replTable is a replicated table with the SQL replication runs on it.

@@ -42,10 +42,16 @@ type Options struct {
 	// table; an error refuses the statement (the table permissions of the
 	// node's role, declared next to the schema).
 	WriteCheck func(table string) error
-	// RemoteCheck, if set, is asked for every change received from a peer;
-	// an error refuses it (reported, never applied). It checks the table
-	// permissions of the change's origin.
-	RemoteCheck func(ch *outpost.Change) error
+	// Gate, if set, judges every change received from a peer (who may
+	// speak for whom, trust list, table permissions); nil admits all.
+	Gate Gate
+	// MaxHeld and MaxHeldPerSender bound the changes held to be judged
+	// later; 0 = DefaultMaxHeld, DefaultMaxHeldPerSender.
+	MaxHeld, MaxHeldPerSender int
+	// MaxAhead is how far ahead of this node's clock a remote timestamp
+	// may be and still be held (beyond MaxDrift) rather than refused;
+	// 0 = DefaultMaxAhead.
+	MaxAhead time.Duration
 	// OnGroup, if set, is called after every commit group with its number
 	// of transactions and the time its COMMIT (the fsync) took (metrics).
 	OnGroup func(size int, commit time.Duration)
@@ -79,6 +85,8 @@ type Store struct {
 	tables     map[string]*replTable // replicated tables by lower-case name
 	tableOrder []*replTable
 	repl       replStats
+	refusals   refusals
+	driftHeld  atomic.Bool   // changes are held for clock drift: recheck them
 	seen       seenCache     // writer goroutine only
 	stmts      *stmtCache    // Outpost's own statements
 	appStmts   *stmtCache    // client statements, prepared under the app authorizer
@@ -107,6 +115,9 @@ type txContext struct {
 	funcErr error // an error a SQL function raised, for classification
 	lost    bool  // a failure left changes that cannot be undone alone
 	seen    []seenEntry
+	// wrote marks a remote transaction that merged a change (wrote a
+	// clock row at dbv); one that did not takes no db_version.
+	wrote bool
 }
 
 type issuedSlug struct{ slug, title string }
@@ -128,6 +139,18 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 512
+	}
+	if opts.MaxHeld <= 0 {
+		opts.MaxHeld = DefaultMaxHeld
+	}
+	if opts.MaxHeldPerSender <= 0 {
+		opts.MaxHeldPerSender = DefaultMaxHeldPerSender
+	}
+	if opts.MaxAhead <= 0 {
+		opts.MaxAhead = DefaultMaxAhead
+	}
+	if opts.MaxDrift <= 0 {
+		opts.MaxDrift = hlc.DefaultMaxDrift
 	}
 	if opts.MaxRows <= 0 {
 		opts.MaxRows = 100_000
@@ -159,12 +182,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	go s.run()
-	if n, err := s.applyPending(ctx); err != nil {
+	if err := s.recheckHeld(ctx); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("open store %s: apply pending changes: %w", path, err)
-	} else if n > 0 {
-		s.log.Info("applied changes that waited for the schema", "changes", n)
+		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
+	go s.driftLoop()
 	return s, nil
 }
 

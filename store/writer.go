@@ -35,9 +35,10 @@ type job struct {
 // Tx is a transaction being executed by the writer. It is valid only inside
 // the function passed to Store.Write.
 type Tx struct {
-	s   *Store
-	ctx context.Context
-	tc  *txContext
+	s      *Store
+	ctx    context.Context
+	tc     *txContext
+	budget holdBudget // held changes counted in this transaction
 }
 
 // HLC returns the transaction's timestamp.
@@ -194,7 +195,7 @@ func (s *Store) group(batch []*job) {
 		}
 		j.seen = tc.seen
 		if err == nil {
-			if !j.meta {
+			if !j.meta && (j.capture || tc.wrote) {
 				s.dbv++
 				j.dbv = tc.dbv
 			}

@@ -50,10 +50,14 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := json.Unmarshal(body, &st); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s (%s%s)  db_version %d  incarnation %s  pending %d  slugs ready %v\n",
-		st.Name, st.Role, farmSuffix(st.Farm), st.DBVersion, st.Incarnation, st.Pending, st.SlugsReady)
-	fmt.Fprintf(stdout, "replication: applied %d, ignored %d, refused %d, held back (drift) %d\n\n",
-		st.Replication.Applied, st.Replication.Ignored, st.Replication.Refused, st.Replication.Drifted)
+	held := int64(0)
+	for _, n := range st.Held {
+		held += n
+	}
+	fmt.Fprintf(stdout, "%s (%s%s)  db_version %d  incarnation %s  held %d  slugs ready %v\n",
+		st.Name, st.Role, farmSuffix(st.Farm), st.DBVersion, st.Incarnation, held, st.SlugsReady)
+	fmt.Fprintf(stdout, "replication: applied %d, ignored %d, refused %d, held %d\n\n",
+		st.Replication.Applied, st.Replication.Ignored, st.Replication.Refused, st.Replication.Held)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PEER\tROLE\tDIR\tUP\tCURSOR\tPEER DBV\tLAG (VERSIONS)\tLAG (S)\tCHANGES\tREFUSED\tLAST ERROR")
 	for _, l := range st.Links {
@@ -65,6 +69,12 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintln(stdout, "\nrefusals:")
 		for _, r := range st.Refusals {
 			fmt.Fprintf(stdout, "  %-20s %-40s %d\n", r.Kind, r.Detail, r.Count)
+		}
+	}
+	if len(st.Refused) > 0 {
+		fmt.Fprintln(stdout, "\nrefused changes:")
+		for _, r := range st.Refused {
+			fmt.Fprintf(stdout, "  from %-16s %-24s %d\n", r.Sender, r.Rule, r.Count)
 		}
 	}
 	return nil
