@@ -102,3 +102,29 @@ func isVirtual(sql string) bool {
 	}
 	return strings.EqualFold(toks[1].Text, "VIRTUAL")
 }
+
+// triggerWrites reports whether a CREATE TRIGGER statement's body (after
+// BEGIN) contains a statement that writes, and which verb.
+func triggerWrites(sql string) (string, bool) {
+	toks, err := sqltext.Tokens(sql)
+	if err != nil {
+		return "unreadable body", true
+	}
+	body := false
+	for i, t := range toks {
+		if !body {
+			body = t.IsWord("BEGIN")
+			continue
+		}
+		for _, verb := range []string{"INSERT", "UPDATE", "DELETE", "REPLACE"} {
+			if !t.IsWord(verb) {
+				continue
+			}
+			if verb == "REPLACE" && i+1 < len(toks) && toks[i+1].Text == "(" {
+				continue // the replace() function
+			}
+			return verb, true
+		}
+	}
+	return "", false
+}

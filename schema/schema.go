@@ -153,6 +153,11 @@ func parse(ctx context.Context, src string, internal bool) (*Schema, error) {
 		if rb, _ := sqltext.HasKeyword(o.SQL, "ROLLBACK"); rb {
 			problems = append(problems, fmt.Sprintf("%s %q: ON CONFLICT ROLLBACK / RAISE(ROLLBACK) would roll back every transaction of a commit group, not just the failing one; use ABORT (the default) instead", o.Type, o.Name))
 		}
+		if o.Type == "trigger" && !internal {
+			if verb, ok := triggerWrites(o.SQL); ok {
+				problems = append(problems, fmt.Sprintf("trigger %q: its body writes (%s); a trigger fires again on every node that applies the change, where its writes are not replicated, so replicas would diverge; do the write in the same /v1/exec transaction instead (a trigger may still check values and RAISE(ABORT, ...))", o.Name, verb))
+			}
+		}
 		if o.Type != "table" {
 			s.Objects = append(s.Objects, o)
 			continue

@@ -31,6 +31,10 @@ func TestParse_Rules(t *testing.T) {
 		{"reserved table name", `CREATE TABLE outpost_x (id TEXT PRIMARY KEY NOT NULL);`, []string{"reserved for Outpost"}},
 		{"reserved column name", `CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, outpost_x TEXT);`, []string{`column name "outpost_x" is reserved`}},
 		{"rollback conflict clause", `CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, a TEXT NOT NULL ON CONFLICT ROLLBACK DEFAULT '');`, []string{"ROLLBACK"}},
+		{"checking trigger", `CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, a TEXT); CREATE TRIGGER t_check BEFORE UPDATE OF a ON t WHEN new.a = 'bad' BEGIN SELECT RAISE(ABORT, 'no'), replace(new.a, 'x', 'y'); END;`, nil},
+		{"trigger that writes", `CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, a TEXT); CREATE TABLE log (id TEXT PRIMARY KEY NOT NULL, a TEXT); CREATE TRIGGER t_log AFTER INSERT ON t BEGIN INSERT INTO log (id, a) VALUES (new.id, new.a); END;`, []string{`trigger "t_log"`, "writes (INSERT)", "same /v1/exec transaction"}},
+		{"trigger that deletes", `CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, a TEXT); CREATE TRIGGER t_gc AFTER UPDATE ON t BEGIN SELECT 1; DELETE FROM t WHERE a IS NULL; END;`, []string{`trigger "t_gc"`, "writes (DELETE)"}},
+		{"trigger that upserts", `CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, a TEXT); CREATE TRIGGER t_up AFTER DELETE ON t BEGIN REPLACE INTO t (id) VALUES ('x'); END;`, []string{"writes (REPLACE)"}},
 		{"not sql", `CREATE TABLE (`, []string{"does not run in SQLite"}},
 		{"several problems reported together", `CREATE TABLE a (x TEXT); CREATE TABLE b (id TEXT PRIMARY KEY NOT NULL, y TEXT NOT NULL);`, []string{`table "a"`, `table "b"`}},
 	}
