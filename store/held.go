@@ -89,30 +89,46 @@ func (tx *Tx) hold(sender string, ch *outpost.Change, a outpost.Admission, res *
 // refuse counts and logs a refused change; it is never applied.
 func (tx *Tx) refuse(sender string, ch *outpost.Change, rule, reason string, res *ApplyResult) {
 	res.Refused++
-	tx.s.refusals.add(sender, rule)
+	tx.s.refusals.add(sender, rule, ch.Origin)
 	tx.s.refusals.logOnce(tx.s, "replication: refused change", sender, ch, rule, reason)
 }
 
-// Refusal is a count of changes refused from one sender under one rule.
+// Refusal is a count of changes refused from one sender under one rule,
+// with the origin the last of them claimed.
 type Refusal struct {
-	Sender string
-	Rule   string
-	Count  int64
+	Sender     string `json:"sender"`
+	Rule       string `json:"rule"`
+	Count      int64  `json:"count"`
+	LastOrigin string `json:"last_origin"`
 }
 
 type refusals struct {
 	mu     sync.Mutex
-	counts map[[2]string]int64
+	counts map[[2]string]*Refusal
 	logged map[[2]string]time.Time
 }
 
-func (r *refusals) add(sender, rule string) {
+// maxOriginLen bounds the claimed origin kept per sender and rule (a
+// hostile peer chooses it).
+const maxOriginLen = 128
+
+func (r *refusals) add(sender, rule, origin string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.counts == nil {
-		r.counts = map[[2]string]int64{}
+		r.counts = map[[2]string]*Refusal{}
 	}
-	r.counts[[2]string{sender, rule}]++
+	k := [2]string{sender, rule}
+	c := r.counts[k]
+	if c == nil {
+		c = &Refusal{Sender: sender, Rule: rule}
+		r.counts[k] = c
+	}
+	c.Count++
+	if len(origin) > maxOriginLen {
+		origin = origin[:maxOriginLen]
+	}
+	c.LastOrigin = strings.ToValidUTF8(origin, "?")
 }
 
 // logOnce logs a refused or held change, at most once per sender and rule
@@ -139,8 +155,8 @@ func (r *refusals) logOnce(s *Store, msg, sender string, ch *outpost.Change, rul
 func (s *Store) Refusals() []Refusal {
 	s.refusals.mu.Lock()
 	out := make([]Refusal, 0, len(s.refusals.counts))
-	for k, n := range s.refusals.counts {
-		out = append(out, Refusal{Sender: k[0], Rule: k[1], Count: n})
+	for _, c := range s.refusals.counts {
+		out = append(out, *c)
 	}
 	s.refusals.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool {
@@ -151,6 +167,10 @@ func (s *Store) Refusals() []Refusal {
 	})
 	return out
 }
+
+// HeldForDrift reports whether changes are held because their origin's
+// clock is ahead of this node's (they apply once the clock catches up).
+func (s *Store) HeldForDrift() bool { return s.driftHeld.Load() }
 
 // Held returns how many changes are held, per rule.
 func (s *Store) Held(ctx context.Context) (map[string]int64, error) {

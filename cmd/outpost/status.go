@@ -74,7 +74,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(st.Refused) > 0 {
 		fmt.Fprintln(stdout, "\nrefused changes:")
 		for _, r := range st.Refused {
-			fmt.Fprintf(stdout, "  from %-16s %-24s %d\n", r.Sender, r.Rule, r.Count)
+			fmt.Fprintf(stdout, "  from %-16s %-24s %-8d last claimed origin %s\n", r.Sender, r.Rule, r.Count, r.LastOrigin)
 		}
 	}
 	return nil
