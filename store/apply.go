@@ -167,6 +167,13 @@ func (tx *Tx) applyGroup(sender string, g *outpost.Group, res *ApplyResult) erro
 	for k := range g.Changes {
 		ch := &g.Changes[k]
 		if drifted && !s.beyondHorizon(ch) && ch.CL <= MaxCL {
+			if s.opts.Gate != nil {
+				// What the gate refuses now is refused now, not held.
+				if a := s.opts.Gate.Admit(sender, ch); a.Verdict == outpost.Refuse {
+					tx.refuse(sender, ch, a.Rule, a.Reason, res)
+					continue
+				}
+			}
 			if err := tx.hold(sender, ch, outpost.Admission{Verdict: outpost.Hold, Rule: RuleDrift,
 				Reason: fmt.Sprintf("group %d has a change further ahead than the drift limit %s; held until this node's clock catches up", g.DBV, s.opts.MaxDrift)}, res); err != nil {
 				return err
