@@ -537,6 +537,11 @@ func (w *convWorld) restart(rt *rapid.T, n *convNode) {
 		}
 		return s
 	}
+	// Held changes are judged again at Open; judge them now (same clock),
+	// so the restart itself must change nothing.
+	if _, err := n.s.Recheck(ctx); err != nil {
+		rt.Fatal(err)
+	}
 	before := take()
 	// The clock may lose timestamps that nothing committed used (a refused
 	// write's), but never go back below one that is stored.
