@@ -103,6 +103,9 @@ type Store struct {
 
 	notifyMu sync.Mutex
 	notify   chan struct{} // closed and replaced after every commit
+
+	dirLock  *DirLock // held from Open to Close: one process per data directory
+	closeErr error    // what Close returned
 }
 
 // txContext is what the capture triggers and SQL functions see of the
@@ -162,6 +165,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
+	lock, err := LockDir(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
 	path := filepath.Join(opts.Dir, DBFile)
 	_, statErr := os.Stat(path)
 
@@ -175,10 +182,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		done:    make(chan struct{}),
 		notify:  make(chan struct{}),
 		seen:    seenCache{m: map[string]seenVersion{}},
+		dirLock: lock,
 	}
 	s.slugsReady.Store(true)
 	if err := s.open(ctx, path, os.IsNotExist(statErr)); err != nil {
 		s.closeDBs()
+		lock.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	go s.run()
@@ -245,8 +254,13 @@ func (s *Store) Close() error {
 		s.closed.Store(true)
 		close(s.closing)
 		<-s.done
+		s.closeErr = s.closeDBs()
+		// Only now may another process open the directory.
+		if err := s.dirLock.Close(); err != nil && s.closeErr == nil {
+			s.closeErr = err
+		}
 	})
-	return s.closeDBs()
+	return s.closeErr
 }
 
 func (s *Store) closeDBs() error {
