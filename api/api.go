@@ -456,6 +456,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case store.CodeNotReady, store.CodeUnavailable, store.CodeTransactionAborted:
 		status = http.StatusServiceUnavailable
 		w.Header().Set("Retry-After", "1")
+	case store.CodeStoreFailed:
+		status = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", "5")
+	case store.CodeStatementTimeout:
+		status = http.StatusRequestTimeout
 	case store.CodeInternal:
 		status = http.StatusInternalServerError
 	}
@@ -485,6 +490,3 @@ func writeJSON(w http.ResponseWriter, status int, b []byte) {
 	w.WriteHeader(status)
 	_, _ = w.Write(append(b, '\n'))
 }
-
-// ReadTimeouts are the server timeouts the node uses for the API listener.
-var ReadTimeouts = struct{ Header, Idle time.Duration }{10 * time.Second, 120 * time.Second}

@@ -17,6 +17,9 @@ import (
 // behind than ReadyMaxLag. A node none of whose upstreams has answered for
 // ReadyGrace is ready anyway: there is nothing to catch up from.
 func (n *Node) Ready() error {
+	if err := n.Store.Err(); err != nil {
+		return err
+	}
 	if n.draining.Load() {
 		return errors.New("draining")
 	}

@@ -54,7 +54,17 @@ type Config struct {
 	// Protocol and MinProtocol override the protocol range this node
 	// announces (rolling-upgrade tests); 0 = this build's.
 	Protocol, MinProtocol int
-	Logger                *slog.Logger
+	// StatementTimeout is the time budget of a client transaction or query;
+	// 0 = store.DefaultStatementTimeout, negative = none.
+	StatementTimeout time.Duration
+	// MaxResultBytes bounds a query result; 0 = store.DefaultMaxResultBytes.
+	MaxResultBytes int64
+	// APITimeouts bound slow API clients; zero fields = api.DefaultTimeouts.
+	APITimeouts api.Timeouts
+	// CommitHook is passed to store.Options.CommitHook (fault-injection
+	// tests only).
+	CommitHook func() error
+	Logger     *slog.Logger
 }
 
 // Node is a running Outpost node.
@@ -120,10 +130,12 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	st, err := store.Open(ctx, store.Options{
 		Dir: cfg.DataDir, Identity: id, Schema: string(ddl), MaxDrift: cfg.MaxDrift,
-		Logger:     cfg.Logger.With("component", "store"),
-		WriteCheck: func(table string) error { return perms.Check(self, table) },
-		OnGroup:    m.onGroup,
-		Gate:       gate,
+		Logger:           cfg.Logger.With("component", "store"),
+		WriteCheck:       func(table string) error { return perms.Check(self, table) },
+		OnGroup:          m.onGroup,
+		Gate:             gate,
+		StatementTimeout: cfg.StatementTimeout, MaxResultBytes: cfg.MaxResultBytes,
+		CommitHook: cfg.CommitHook,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open node: %w", err)
@@ -145,14 +157,13 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		st.Close()
 		return nil, fmt.Errorf("open node: listen on %s: %w", cfg.APIAddr, err)
 	}
-	n.apiSrv = &http.Server{
-		Handler:           n.API,
-		ReadHeaderTimeout: api.ReadTimeouts.Header,
-		IdleTimeout:       api.ReadTimeouts.Idle,
-		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
-	}
+	n.apiSrv = api.NewHTTPServer(n.API, cfg.APITimeouts, cfg.Logger)
 	return n, nil
 }
+
+// Failed returns a channel closed when the node's store has failed (see
+// store.Store.Err): the node takes no more writes and must be restarted.
+func (n *Node) Failed() <-chan struct{} { return n.Store.Failed() }
 
 func loadOrCreateIdentity(cfg Config) (outpost.Identity, *identity.Key, error) {
 	id, key, err := identity.Load(cfg.DataDir)

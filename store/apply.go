@@ -76,7 +76,7 @@ func (s *Store) ReplStats() ReplStats {
 // Cursor returns the cursor of kind for peer and the peer incarnation it
 // belongs to.
 func (s *Store) Cursor(ctx context.Context, peer, kind string) (dbv int64, incarnation string, err error) {
-	row := s.rdb.QueryRowContext(ctx, `SELECT dbv, incarnation FROM outpost_peers WHERE name = ? AND kind = ?`, peer, kind)
+	row := s.replDB.QueryRowContext(ctx, `SELECT dbv, incarnation FROM outpost_peers WHERE name = ? AND kind = ?`, peer, kind)
 	if err := row.Scan(&dbv, &incarnation); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, "", fmt.Errorf("cursor %s/%s: %w", peer, kind, err)
 	}

@@ -68,6 +68,7 @@ func (s *Store) openWriterDB(path string) (*sql.DB, error) {
 	if err := drv.RegisterScalarFunction("outpost_slug", 1, s.sqlSlug); err != nil {
 		return nil, fmt.Errorf("register outpost_slug: %w", err)
 	}
+	drv.RegisterConnectionHook(limitHook)
 	db := sql.OpenDB(connector{drv: drv, dsn: dsn(path,
 		"journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(0)", "recursive_triggers(0)", "busy_timeout(10000)",
 		// Savepoint journals stay in memory: one per client transaction would
@@ -98,12 +99,28 @@ func (s *Store) openReaderDB(path string, n int) (*sql.DB, error) {
 		}
 		return ar.RegisterAuthorizer(readerAuthorizer)
 	})
+	drv.RegisterConnectionHook(limitHook)
 	db := sql.OpenDB(connector{drv: drv, dsn: dsn(path, "query_only(1)", "foreign_keys(0)", "busy_timeout(10000)")})
 	db.SetMaxOpenConns(n)
 	db.SetMaxIdleConns(n)
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
 	return db, nil
+}
+
+// MaxValueBytes is the longest string or blob (and row) a connection
+// builds or reads (SQLITE_LIMIT_LENGTH): longer fails at once with
+// CodeValueTooLarge instead of taking memory (SQLite's own default is 1 GB).
+const MaxValueBytes = 64 << 20
+
+// limitHook sets the length limit on every new connection.
+func limitHook(c sqlite.ExecQuerierContext, _ string) error {
+	h, tls, err := rawHandle(c)
+	if err != nil {
+		return err
+	}
+	setMaxLength(tls, h, MaxValueBytes)
+	return nil
 }
 
 func (s *Store) curTx() *txContext {

@@ -19,7 +19,7 @@ func (s *Store) ChangesSince(ctx context.Context, since int64, exclude string, m
 	if s.closed.Load() {
 		return nil, since, &Error{Code: CodeUnavailable, Statement: -1, Message: "the store is closed", Err: outpost.ErrClosed}
 	}
-	conn, err := s.rdb.Conn(ctx)
+	conn, err := s.replDB.Conn(ctx)
 	if err != nil {
 		return nil, since, fmt.Errorf("changes since %d: %w", since, err)
 	}

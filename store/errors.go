@@ -33,6 +33,14 @@ const (
 	CodeTransactionAborted  = "transaction_aborted"
 	CodeTooManyStatements   = "too_many_statements"
 	CodeStatementRolledBack = "rolled_back"
+	// CodeStatementTimeout: a client transaction or query ran past the
+	// statement time budget and was stopped; nothing of it was applied.
+	CodeStatementTimeout = "statement_timeout"
+	// CodeStoreFailed: the database could not commit (e.g. a failed fsync);
+	// the store takes no more writes and the node must restart.
+	CodeStoreFailed = "store_failed"
+	// CodeValueTooLarge: a string or blob over the length limit.
+	CodeValueTooLarge = "value_too_large"
 )
 
 // Error is an error with a stable code, a message that says what to fix and,
@@ -58,7 +66,7 @@ func (e *Error) Unwrap() error { return e.Err }
 // than the node's.
 func (e *Error) Client() bool {
 	switch e.Code {
-	case CodeInternal, CodeUnavailable, CodeTransactionAborted, CodeNotReady:
+	case CodeInternal, CodeUnavailable, CodeTransactionAborted, CodeNotReady, CodeStoreFailed:
 		return false
 	}
 	return true
@@ -97,6 +105,9 @@ func classify(err error, stmt int, denied string) *Error {
 	out := &Error{Code: CodeSQL, Statement: stmt, Message: msg, Err: err}
 	lower := strings.ToLower(msg)
 	switch {
+	case code == sqlite3.SQLITE_TOOBIG:
+		out.Code = CodeValueTooLarge
+		out.Message = fmt.Sprintf("a string or blob would be over the %d-byte value limit (%s)", MaxValueBytes, msg)
 	case code == sqlite3.SQLITE_CONSTRAINT:
 		out.Code = CodeConstraint
 	case code == sqlite3.SQLITE_AUTH || strings.Contains(lower, "not authorized"):
@@ -134,4 +145,10 @@ func cleanMessage(m string) string {
 		}
 	}
 	return m
+}
+
+// isInterrupt reports whether err is SQLite's SQLITE_INTERRUPT.
+func isInterrupt(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_INTERRUPT
 }

@@ -212,44 +212,80 @@ func bindArgs(args []any, names []string) []any {
 	return out
 }
 
-// appExec runs one client statement on the writer connection.
-//
-// The client's context is checked before each statement but not passed into
-// SQLite: interrupting a statement would make SQLite roll back the whole
-// commit group, not just this client's savepoint.
+// appExec runs one client statement on the writer connection, within the
+// transaction's time budget (see startBudget).
 func (tx *Tx) appExec(c checkedStmt, i int) (Result, error) {
 	s := tx.s
 	if err := tx.ctx.Err(); err != nil {
 		return Result{}, err
 	}
+	bctx := tx.startBudget()
+	if bctx.Err() != nil {
+		tx.tc.interrupted = true
+		return Result{}, s.budgetErr(bctx, i)
+	}
+	// The driver gets no cancellable context: it would interrupt only
+	// while the first row is computed; the watchdog covers every step.
 	ctx := context.WithoutCancel(tx.ctx)
 	s.appMode, s.denied = true, ""
 	st, err := s.appStmts.get(ctx, c.sql)
 	s.appMode = false
 	if err != nil {
-		return Result{}, tx.classify(err, i)
+		return Result{}, tx.stmtErr(bctx, err, i)
 	}
 	if !c.returning {
 		res, err := st.ExecContext(ctx, c.args...)
 		if err != nil {
-			return Result{}, tx.classify(err, i)
+			return Result{}, tx.stmtErr(bctx, err, i)
 		}
 		n, _ := res.RowsAffected()
 		return Result{RowsAffected: n}, nil
 	}
 	rows, err := st.QueryContext(ctx, c.args...)
 	if err != nil {
-		return Result{}, tx.classify(err, i)
+		return Result{}, tx.stmtErr(bctx, err, i)
 	}
-	cols, data, err := scanAll(rows, s.opts.MaxRows)
+	cols, data, err := scanAll(rows, s.opts.MaxRows, s.opts.MaxResultBytes)
 	if err != nil {
-		return Result{}, tx.classify(err, i)
+		return Result{}, tx.stmtErr(bctx, err, i)
 	}
 	r := Result{Columns: cols, Rows: data}
 	if !c.read {
 		r.RowsAffected = int64(len(data)) // RETURNING gives one row per changed row
 	}
 	return r, nil
+}
+
+// startBudget starts the transaction's time budget and its watchdog at the
+// first client statement, and returns the budget's context.
+func (tx *Tx) startBudget() context.Context {
+	if tx.sctx == nil {
+		ctx, cancel := tx.s.budget(context.Background())
+		stop := watch(ctx, tx.s.wh)
+		tx.s.busy.Store(true)
+		tx.sctx = ctx
+		tx.endSctx = func() { stop(); cancel(); tx.s.busy.Store(false) }
+	}
+	return tx.sctx
+}
+
+// endBudget stops the watchdog; the writer calls it when the transaction's
+// function returns, before it runs statements of its own.
+func (tx *Tx) endBudget() {
+	if tx.endSctx != nil {
+		tx.endSctx()
+		tx.endSctx = nil
+	}
+}
+
+// stmtErr classifies a client statement's error; one the watchdog caused
+// becomes a timeout (or closing) error and marks the transaction.
+func (tx *Tx) stmtErr(bctx context.Context, err error, i int) error {
+	if bctx.Err() != nil && isInterrupt(err) {
+		tx.tc.interrupted = true
+		return tx.s.budgetErr(bctx, i)
+	}
+	return tx.classify(err, i)
 }
 
 func (tx *Tx) classify(err error, i int) error {
@@ -259,14 +295,21 @@ func (tx *Tx) classify(err error, i int) error {
 	return classify(err, i, tx.s.denied)
 }
 
-// scanAll reads every row as SQLite-typed values.
-func scanAll(rows *sql.Rows, maxRows int) ([]string, [][]any, error) {
+// DefaultMaxResultBytes bounds a result's size when Options.MaxResultBytes
+// is 0; it is also the longest string or blob a connection may build
+// (SQLITE_LIMIT_LENGTH).
+const DefaultMaxResultBytes = 64 << 20
+
+// scanAll reads every row as SQLite-typed values, at most maxRows rows and
+// about maxBytes bytes (strings and blobs by length, other values 8).
+func scanAll(rows *sql.Rows, maxRows int, maxBytes int64) ([]string, [][]any, error) {
 	defer rows.Close()
 	cols, err := rows.Columns()
 	if err != nil {
 		return nil, nil, err
 	}
 	data := [][]any{}
+	var size int64
 	for rows.Next() {
 		if len(data) >= maxRows {
 			return nil, nil, errorf(CodeResultTooLarge, -1, "the result has more than %d rows; add a LIMIT or page with a WHERE on the key", maxRows)
@@ -278,6 +321,19 @@ func scanAll(rows *sql.Rows, maxRows int) ([]string, [][]any, error) {
 		}
 		if err := rows.Scan(ptrs...); err != nil {
 			return nil, nil, err
+		}
+		for _, v := range row {
+			switch v := v.(type) {
+			case string:
+				size += int64(len(v))
+			case []byte:
+				size += int64(len(v))
+			default:
+				size += 8
+			}
+		}
+		if size > maxBytes {
+			return nil, nil, errorf(CodeResultTooLarge, -1, "the result is over the %d-byte limit (--max-result-bytes); select fewer columns or rows (LIMIT, or page with a WHERE on the key)", maxBytes)
 		}
 		data = append(data, row)
 	}

@@ -28,6 +28,9 @@ import (
 // DBFile is the name of the SQLite database inside the data directory.
 const DBFile = "outpost.db"
 
+// ReplReaders is the number of read-only connections kept for replication.
+const ReplReaders = 2
+
 // Options configure a Store.
 type Options struct {
 	Dir      string           // data directory; the database is Dir/outpost.db
@@ -37,7 +40,20 @@ type Options struct {
 	Readers  int              // read-only connections; 0 = 2 x GOMAXPROCS, at least 4
 	MaxBatch int              // most transactions in one commit group; 0 = 512
 	MaxRows  int              // most rows a query may return; 0 = 100,000
-	Now      func() time.Time // clock; nil = time.Now
+	// MaxResultBytes bounds the size of a query's (or RETURNING's) result:
+	// the bytes of its strings and blobs plus 8 per other value;
+	// 0 = DefaultMaxResultBytes.
+	MaxResultBytes int64
+	// StatementTimeout is the time budget of a client transaction in the
+	// writer (from its first statement) and of a client query; past it the
+	// statement is interrupted and the transaction fails alone with
+	// CodeStatementTimeout. 0 = DefaultStatementTimeout; negative = none.
+	StatementTimeout time.Duration
+	// CommitHook, if set, runs just before every COMMIT of a commit group;
+	// an error it returns is handled as a failed COMMIT (the store fails).
+	// For fault-injection tests; leave nil.
+	CommitHook func() error
+	Now        func() time.Time // clock; nil = time.Now
 	// WriteCheck, if set, is asked before a client statement writes a
 	// table; an error refuses the statement (the table permissions of the
 	// node's role, declared next to the schema).
@@ -64,10 +80,11 @@ type Store struct {
 	log    *slog.Logger
 	schema *schema.Schema
 
-	wdb   *sql.DB
-	conn  *sql.Conn // the writer connection, used only by the writer goroutine
-	rdb   *sql.DB
-	reads *readStmts // prepared statements on rdb
+	wdb    *sql.DB
+	conn   *sql.Conn // the writer connection, used only by the writer goroutine
+	rdb    *sql.DB
+	reads  *readStmts // prepared statements on rdb
+	replDB *sql.DB    // read-only connections for replication (ChangesSince, cursors), apart from clients'
 
 	clock *hlc.Clock
 	ids   *ids.Generator
@@ -103,6 +120,18 @@ type Store struct {
 
 	notifyMu sync.Mutex
 	notify   chan struct{} // closed and replaced after every commit
+
+	dirLock  *DirLock // held from Open to Close: one process per data directory
+	closeErr error    // what Close returned
+
+	wh       handle             // the writer connection's sqlite3*, to interrupt client statements
+	halt     context.Context    // done when Close stops waiting for client statements
+	haltNow  context.CancelFunc //
+	enqMu    sync.RWMutex       // held to queue a job; Close takes it to stop queueing
+	failOnce sync.Once
+	failed   chan struct{} // closed when a COMMIT failed: see fail
+	failErr  error
+	busy     atomic.Bool // a client transaction is running (tests)
 }
 
 // txContext is what the capture triggers and SQL functions see of the
@@ -114,7 +143,10 @@ type txContext struct {
 	slugs   []issuedSlug
 	funcErr error // an error a SQL function raised, for classification
 	lost    bool  // a failure left changes that cannot be undone alone
-	seen    []seenEntry
+	// interrupted marks a client statement stopped by the watchdog (time
+	// budget or Close); SQLite may have rolled back the whole transaction.
+	interrupted bool
+	seen        []seenEntry
 	// wrote marks a remote transaction that merged a change (wrote a
 	// clock row at dbv); one that did not takes no db_version.
 	wrote bool
@@ -155,11 +187,21 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.MaxRows <= 0 {
 		opts.MaxRows = 100_000
 	}
+	if opts.MaxResultBytes <= 0 {
+		opts.MaxResultBytes = DefaultMaxResultBytes
+	}
+	if opts.StatementTimeout == 0 {
+		opts.StatementTimeout = DefaultStatementTimeout
+	}
 	user, err := schema.Parse(ctx, opts.Schema)
 	if err != nil {
 		return nil, fmt.Errorf("open store: schema: %w", err)
 	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	lock, err := LockDir(opts.Dir)
+	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	path := filepath.Join(opts.Dir, DBFile)
@@ -175,10 +217,14 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		done:    make(chan struct{}),
 		notify:  make(chan struct{}),
 		seen:    seenCache{m: map[string]seenVersion{}},
+		dirLock: lock,
+		failed:  make(chan struct{}),
 	}
+	s.halt, s.haltNow = context.WithCancel(context.Background())
 	s.slugsReady.Store(true)
 	if err := s.open(ctx, path, os.IsNotExist(statErr)); err != nil {
 		s.closeDBs()
+		lock.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	go s.run()
@@ -196,6 +242,13 @@ func (s *Store) open(ctx context.Context, path string, created bool) error {
 		return err
 	}
 	if s.conn, err = s.wdb.Conn(ctx); err != nil {
+		return fmt.Errorf("connect writer: %w", err)
+	}
+	if err := s.conn.Raw(func(dc any) error {
+		var err error
+		s.wh, _, err = rawHandle(dc)
+		return err
+	}); err != nil {
 		return fmt.Errorf("connect writer: %w", err)
 	}
 	if err := s.registerAuthorizer(); err != nil {
@@ -229,6 +282,14 @@ func (s *Store) open(ctx context.Context, path string, created bool) error {
 		return fmt.Errorf("open readers: %w", err)
 	}
 	s.reads = newReadStmts(s.rdb, 1024)
+	// Replication reads have connections of their own, so slow client
+	// queries cannot hold up outbound (or inbound) replication.
+	if s.replDB, err = s.openReaderDB(path, ReplReaders); err != nil {
+		return err
+	}
+	if err := s.replDB.PingContext(ctx); err != nil {
+		return fmt.Errorf("open replication readers: %w", err)
+	}
 	return nil
 }
 
@@ -242,11 +303,28 @@ func newIncarnation() string {
 // the database.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		s.enqMu.Lock() // no job is being queued now, and none will be
 		s.closed.Store(true)
 		close(s.closing)
-		<-s.done
+		s.enqMu.Unlock()
+		t := time.NewTimer(closeGrace)
+		select {
+		case <-s.done:
+		case <-t.C:
+			// A client statement still runs: interrupt it, and fail
+			// what is still queued instead of running it.
+			s.haltNow()
+			<-s.done
+		}
+		t.Stop()
+		s.haltNow()
+		s.closeErr = s.closeDBs()
+		// Only now may another process open the directory.
+		if err := s.dirLock.Close(); err != nil && s.closeErr == nil {
+			s.closeErr = err
+		}
 	})
-	return s.closeDBs()
+	return s.closeErr
 }
 
 func (s *Store) closeDBs() error {
@@ -265,7 +343,7 @@ func (s *Store) closeDBs() error {
 		}
 		s.conn = nil
 	}
-	for _, db := range []*sql.DB{s.rdb, s.wdb} {
+	for _, db := range []*sql.DB{s.replDB, s.rdb, s.wdb} {
 		if db != nil {
 			if err := db.Close(); err != nil && first == nil {
 				first = err

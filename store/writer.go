@@ -25,6 +25,7 @@ type job struct {
 	// meta marks a transaction that only moves replication cursors: it
 	// takes no db_version, so it is not itself something to replicate.
 	meta  bool
+	again bool // run it again in the next group (see groupOnce)
 	done  chan struct{}
 	err   error
 	dbv   int64       // db_version it committed as
@@ -39,6 +40,11 @@ type Tx struct {
 	ctx    context.Context
 	tc     *txContext
 	budget holdBudget // held changes counted in this transaction
+
+	// Client statements run under sctx, the transaction's time budget,
+	// started by the first one; a watchdog interrupts them once it is done.
+	sctx    context.Context
+	endSctx func()
 }
 
 // HLC returns the transaction's timestamp.
@@ -67,22 +73,39 @@ func (s *Store) submit(ctx context.Context, single bool, fn func(*Tx) error) (in
 }
 
 func (s *Store) enqueue(ctx context.Context, j *job) (int64, error) {
-	select {
-	case <-s.closing:
-		return 0, &Error{Code: CodeUnavailable, Statement: -1, Message: "the store is closing", Err: outpost.ErrClosed}
-	default:
-	}
-	select {
-	case s.jobs <- j:
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	case <-s.closing:
-		return 0, &Error{Code: CodeUnavailable, Statement: -1, Message: "the store is closing", Err: outpost.ErrClosed}
+	if err := s.queue(ctx, j); err != nil {
+		return 0, err
 	}
 	// Once queued, the job is always answered: the caller must learn whether
 	// it committed even if its context ends meanwhile.
 	<-j.done
 	return j.dbv, j.err
+}
+
+// queue hands j to the writer, or fails if the store is closed or failed.
+// It holds enqMu (shared) while it sends, so once Close has taken enqMu no
+// job can slip into the queue after the writer's last look at it.
+func (s *Store) queue(ctx context.Context, j *job) error {
+	s.enqMu.RLock()
+	defer s.enqMu.RUnlock()
+	if s.closed.Load() {
+		return errClosing()
+	}
+	if s.Err() != nil {
+		return s.failedError()
+	}
+	select {
+	case s.jobs <- j:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.failed:
+		return s.failedError()
+	}
+}
+
+func errClosing() *Error {
+	return &Error{Code: CodeUnavailable, Statement: -1, Message: "the store is closing", Err: outpost.ErrClosed}
 }
 
 // run is the writer goroutine: it takes every queued job into one group.
@@ -94,6 +117,18 @@ func (s *Store) enqueue(ctx context.Context, j *job) (int64, error) {
 // A lone client never waits.
 func (s *Store) run() {
 	defer close(s.done)
+	defer func() {
+		// Whatever is still queued when the writer ends is answered.
+		for {
+			select {
+			case j := <-s.jobs:
+				j.err = errClosing()
+				close(j.done)
+			default:
+				return
+			}
+		}
+	}()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	lastSize, lastCommit := 0, time.Duration(0)
@@ -154,34 +189,67 @@ const (
 )
 
 // group executes a commit group: one outer transaction, a savepoint per job,
-// one COMMIT (and so one fsync) for all.
+// one COMMIT (and so one fsync) for all. If interrupting a timed-out
+// client statement makes SQLite roll back the whole transaction, the other
+// jobs run again in a new group.
 func (s *Store) group(batch []*job) {
+	for len(batch) > 0 {
+		batch = s.groupOnce(batch)
+	}
+}
+
+// groupOnce runs batch as one commit group and answers its jobs, except
+// the ones it returns, which are to run again.
+func (s *Store) groupOnce(batch []*job) (again []*job) {
 	ctx := context.Background()
 	committed := 0
 	defer func() {
 		s.stats.txns.Add(int64(committed))
-		s.stats.failed.Add(int64(len(batch) - committed))
+		s.stats.failed.Add(int64(len(batch) - committed - len(again)))
 		for _, j := range batch {
-			if j.err != nil {
+			if j.err != nil || j.again {
 				for _, sl := range j.slugs {
 					s.slugs.Release(sl)
 				}
 			}
+			if j.again {
+				j.again, j.err, j.dbv, j.slugs, j.seen = false, nil, 0, nil, nil
+				again = append(again, j)
+				continue
+			}
 			close(j.done)
 		}
 	}()
+	if s.Err() != nil {
+		for _, j := range batch {
+			j.err = s.failedError()
+		}
+		return nil
+	}
+	if s.halt.Err() != nil {
+		// Close gave up waiting: what is still queued is not run.
+		for _, j := range batch {
+			j.err = errClosing()
+		}
+		return nil
+	}
 	if err := s.control(ctx, "BEGIN IMMEDIATE"); err != nil {
 		for _, j := range batch {
 			j.err = &Error{Code: CodeInternal, Statement: -1, Message: "begin transaction: " + err.Error(), Err: err}
 		}
-		return
+		return nil
 	}
 	start := s.dbv
 	var ok []*job
 	broken := false
+	retry := false // the transaction was lost to an interrupt: the others run again
 	for _, j := range batch {
 		if broken {
-			j.err = errAborted()
+			if retry {
+				j.again = true
+			} else {
+				j.err = errAborted()
+			}
 			continue
 		}
 		if err := j.ctx.Err(); err != nil {
@@ -203,7 +271,17 @@ func (s *Store) group(batch []*job) {
 			continue
 		}
 		j.err = err
-		if j.single {
+		if tc.interrupted {
+			// SQLite rolls back the whole transaction when it interrupts
+			// a statement that writes, and only the statement otherwise.
+			if !s.wh.inTransaction() {
+				broken, retry = true, true
+				continue
+			}
+			if j.single {
+				continue
+			}
+		} else if j.single {
 			// No savepoint: SQLite already undid the failed statement,
 			// unless the error was one that ends the whole transaction.
 			broken = tc.lost || txLost(err)
@@ -223,24 +301,37 @@ func (s *Store) group(batch []*job) {
 		_, _ = s.conn.ExecContext(ctx, "ROLLBACK")
 		s.dbv = start
 		for _, j := range ok {
-			j.err, j.dbv = errAborted(), 0
+			if retry {
+				j.again = true
+			} else {
+				j.err, j.dbv = errAborted(), 0
+			}
 		}
-		return
+		return nil
 	}
 	if len(ok) == 0 {
 		_, _ = s.conn.ExecContext(ctx, "ROLLBACK")
-		return
+		return nil
 	}
-	err := s.finishGroup(ctx)
+	committing, err := s.finishGroup(ctx)
 	if err != nil {
 		_, _ = s.conn.ExecContext(ctx, "ROLLBACK")
 		s.dbv = start
+		var jerr *Error
+		if committing {
+			// After a failed COMMIT (a failed fsync above all) neither the
+			// page cache nor the outcome can be trusted: stop writing.
+			s.fail(err)
+			jerr = s.failedError()
+			jerr.Message = "the commit failed (" + err.Error() + "); whether this transaction is durable is unknown, check before retrying; " + jerr.Message
+		} else {
+			jerr = &Error{Code: CodeInternal, Statement: -1, Message: "commit: " + err.Error(), Err: err}
+		}
 		for _, j := range ok {
-			j.err = &Error{Code: CodeInternal, Statement: -1, Message: "commit: " + err.Error(), Err: err}
-			j.dbv = 0
+			j.err, j.dbv = jerr, 0
 		}
 		s.log.Error("commit group failed", "err", err, "size", len(batch))
-		return
+		return nil
 	}
 	s.committed.Store(s.dbv)
 	s.stats.groups.Add(1)
@@ -252,6 +343,7 @@ func (s *Store) group(batch []*job) {
 		s.seen.add(j.seen)
 	}
 	s.broadcast()
+	return nil
 }
 
 // control runs a transaction-control statement, prepared once.
@@ -301,7 +393,10 @@ func (s *Store) runJob(ctx context.Context, j *job, tc *txContext) (err error) {
 			err = &Error{Code: CodeInternal, Statement: -1, Message: fmt.Sprintf("panic in transaction: %v", p)}
 		}
 	}()
-	if err := j.fn(&Tx{s: s, ctx: j.ctx, tc: tc}); err != nil {
+	tx := &Tx{s: s, ctx: j.ctx, tc: tc}
+	err = j.fn(tx)
+	tx.endBudget()
+	if err != nil {
 		return err
 	}
 	if err := s.persistSlugs(ctx, tc); err != nil {
@@ -337,22 +432,28 @@ func (s *Store) persistSlugs(ctx context.Context, tc *txContext) error {
 }
 
 // finishGroup persists the db_version and clock high-water mark and commits.
-func (s *Store) finishGroup(ctx context.Context) error {
+// committing reports whether an error came from the COMMIT itself.
+func (s *Store) finishGroup(ctx context.Context) (committing bool, err error) {
 	st, err := s.stmts.get(ctx, `INSERT INTO outpost_meta (key, value) VALUES ('db_version', ?), ('hlc', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if _, err := st.ExecContext(ctx, s.dbv, int64(s.clock.Last())); err != nil {
-		return fmt.Errorf("write meta: %w", err)
+		return false, fmt.Errorf("write meta: %w", err)
 	}
 	t := time.Now()
+	if h := s.opts.CommitHook; h != nil {
+		if err := h(); err != nil {
+			return true, err
+		}
+	}
 	if err := s.control(ctx, "COMMIT"); err != nil {
-		return err
+		return true, err
 	}
 	d := time.Since(t)
 	s.stats.commitNanos.Add(d.Nanoseconds())
 	s.lastCommit = d
-	return nil
+	return false, nil
 }
 
 // Stats returns counters of the writer's work since Open.

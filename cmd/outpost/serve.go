@@ -15,7 +15,16 @@ import (
 	"github.com/outpost-edge/outpost"
 	"github.com/outpost-edge/outpost/api"
 	"github.com/outpost-edge/outpost/node"
+	"github.com/outpost-edge/outpost/store"
 )
+
+// serveHooks let tests reach into runServe: config adjusts the node's
+// configuration (fault injection), opened sees the node once it serves.
+// Both are nil in the binary.
+var serveHooks struct {
+	config func(*node.Config)
+	opened func(*node.Node)
+}
 
 func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := newFlagSet("serve", stderr)
@@ -37,6 +46,12 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	readyMaxLag := fs.Int64("ready-max-lag", 10_000, "/readyz fails while a pull link is more than this many db_versions behind")
 	protocol := fs.Int("protocol-version", 0, "announce this protocol version instead of the build's (rolling-upgrade tests)")
 	minProtocol := fs.Int("min-protocol-version", 0, "announce this minimum protocol version instead of the build's (rolling-upgrade tests)")
+	stmtTimeout := fs.Duration("statement-timeout", store.DefaultStatementTimeout, "time budget of one client transaction (/v1/exec) or query (/v1/query); past it the statement is stopped and the request fails with statement_timeout; 0 = none")
+	maxResult := fs.Int64("max-result-bytes", store.DefaultMaxResultBytes, "largest query result in bytes (strings and blobs by length, other values 8); larger gets result_too_large")
+	readHeaderTimeout := fs.Duration("api-read-header-timeout", api.DefaultTimeouts.ReadHeader, "API listener: time to read a request's headers")
+	readTimeout := fs.Duration("api-read-timeout", api.DefaultTimeouts.Read, "API listener: time to read a whole request, body included")
+	writeTimeout := fs.Duration("api-write-timeout", api.DefaultTimeouts.Write, "API listener: time from a request's headers to the end of its response (keep above --statement-timeout)")
+	idleTimeout := fs.Duration("api-idle-timeout", api.DefaultTimeouts.Idle, "API listener: how long an idle keep-alive connection stays open")
 	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile of the whole run to this file (for performance work)")
 	var idf identityFlags
 	idf.register(fs)
@@ -53,6 +68,14 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		TrustFile: *trustFile, PolicyFile: *policyFile, PeerAddr: *peerAddr,
 		Ephemeral: *ephemeral, DrainTimeout: *drainTimeout, ReadyMaxLag: *readyMaxLag,
 		Protocol: *protocol, MinProtocol: *minProtocol,
+		StatementTimeout: *stmtTimeout, MaxResultBytes: *maxResult,
+		APITimeouts: api.Timeouts{ReadHeader: *readHeaderTimeout, Read: *readTimeout, Write: *writeTimeout, Idle: *idleTimeout},
+	}
+	if cfg.StatementTimeout == 0 {
+		cfg.StatementTimeout = -1 // the flag's 0 means none
+	}
+	if serveHooks.config != nil {
+		serveHooks.config(&cfg)
 	}
 	if *identityFrom != "" {
 		cfg.IdentityFrom, cfg.IdentityName = *identityFrom, idf.name
@@ -88,11 +111,24 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	n.Serve()
+	if serveHooks.opened != nil {
+		serveHooks.opened(n)
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	for ctx.Err() == nil {
 		select {
+		case <-n.Failed():
+			// The database can no longer be trusted: stop, and exit non-zero
+			// so the supervisor restarts the node from what is durable.
+			err := n.Store.Err()
+			log.Error("store failed; stopping", "name", n.Identity.Name, "err", err)
+			n.Drain(context.Background()) //nolint:errcheck // logged
+			sctx, cancel := context.WithTimeout(context.Background(), *shutdown)
+			defer cancel()
+			_ = n.Close(sctx)
+			return fmt.Errorf("store failed, exiting for a restart: %w", err)
 		case <-hup:
 			if n.Trust != nil {
 				_ = n.ReloadTrust() // logged; the old list stays on error

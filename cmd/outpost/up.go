@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/fleet"
+	"github.com/outpost-edge/outpost/store"
 )
 
 func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -30,6 +31,13 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	// One fleet per directory: a second `up --dir` would start the same
+	// nodes on the same data.
+	lock, err := store.LockDir(*dir)
+	if err != nil {
+		return fmt.Errorf("fleet directory: %w", err)
+	}
+	defer lock.Close()
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	f, err := fleet.Start(ctx, *dir, fleet.Demo(*base), fleet.Options{Logger: log})
