@@ -34,11 +34,14 @@ type Config struct {
 	APIAddr    string           // app API listen address; ":0" picks a free port
 	APIToken   string           // bearer token for /v1/*; empty = none
 	MaxBody    int64            // API request body limit in bytes
-	MaxDrift   time.Duration    // clock drift limit for remote changes
-	TrustFile  string           // trust list; empty = no peers and no peer listener
-	PolicyFile string           // push/pull matrix overrides; empty = the default matrix
-	PeerAddr   string           // peer listener address (used with TrustFile); ":0" picks a free port
-	PushAll    bool             // push to every peer the policy allows, not only farm siblings
+	MaxDrift   time.Duration    // a remote group further ahead is held until the clock catches up
+	MaxAhead   time.Duration    // a remote change further ahead is refused; 0 = store.DefaultMaxAhead
+	// MaxHeld and MaxHeldPerSender bound the held changes; 0 = the store's defaults.
+	MaxHeld, MaxHeldPerSender int
+	TrustFile                 string // trust list; empty = no peers and no peer listener
+	PolicyFile                string // push/pull matrix overrides; empty = the default matrix
+	PeerAddr                  string // peer listener address (used with TrustFile); ":0" picks a free port
+	PushAll                   bool   // push to every peer the policy allows, not only farm siblings
 	// IdentityFrom holds pre-generated identities, one directory per node
 	// name; with IdentityName set, a data directory without an identity
 	// adopts IdentityFrom/IdentityName.
@@ -130,6 +133,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	st, err := store.Open(ctx, store.Options{
 		Dir: cfg.DataDir, Identity: id, Schema: string(ddl), MaxDrift: cfg.MaxDrift,
+		MaxAhead: cfg.MaxAhead, MaxHeld: cfg.MaxHeld, MaxHeldPerSender: cfg.MaxHeldPerSender,
 		Logger:           cfg.Logger.With("component", "store"),
 		WriteCheck:       func(table string) error { return perms.Check(self, table) },
 		OnGroup:          m.onGroup,

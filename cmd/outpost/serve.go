@@ -33,7 +33,10 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	apiAddr := fs.String("api", "127.0.0.1:7700", "app API listen address")
 	token := fs.String("api-token", "", "bearer token required on /v1/* (prefer the OUTPOST_API_TOKEN environment variable)")
 	maxBody := fs.Int64("max-body", api.DefaultMaxBody, "largest API request body in bytes (larger ones get 413)")
-	maxDrift := fs.Duration("max-drift", 500*time.Millisecond, "refuse remote changes whose clock is further ahead than this")
+	maxDrift := fs.Duration("max-drift", 500*time.Millisecond, "hold a remote group (whole) whose clock is further ahead than this, until this node's clock catches up")
+	maxAhead := fs.Duration("max-ahead", store.DefaultMaxAhead, "refuse a remote change whose clock is further ahead than this (a bound, not a wait)")
+	maxHeld := fs.Int("max-held", store.DefaultMaxHeld, "most remote changes held to be judged again (unknown origin or schema, drift, constraints); past it the sender keeps them and retries")
+	maxHeldPerSender := fs.Int("max-held-per-sender", store.DefaultMaxHeldPerSender, "most held changes from one sending peer")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	shutdown := fs.Duration("shutdown-timeout", 10*time.Second, "how long in-flight requests may take to finish on SIGINT/SIGTERM")
 	trustFile := fs.String("trust", "", "trust list file (one peer per line, see README); enables the peer listener")
@@ -64,7 +67,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	cfg := node.Config{
 		DataDir: *data, SchemaFile: *schemaFile, APIAddr: *apiAddr, APIToken: *token,
-		MaxBody: *maxBody, MaxDrift: *maxDrift, Logger: log,
+		MaxBody: *maxBody, MaxDrift: *maxDrift, MaxAhead: *maxAhead, MaxHeld: *maxHeld, MaxHeldPerSender: *maxHeldPerSender, Logger: log,
 		TrustFile: *trustFile, PolicyFile: *policyFile, PeerAddr: *peerAddr,
 		Ephemeral: *ephemeral, DrainTimeout: *drainTimeout, ReadyMaxLag: *readyMaxLag,
 		Protocol: *protocol, MinProtocol: *minProtocol,
