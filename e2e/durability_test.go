@@ -271,6 +271,18 @@ func execTx(t *testing.T, ctx context.Context, hc *http.Client, base string, stm
 	return resp, true, nil
 }
 
+// mustExec runs one /v1/exec request that must succeed.
+func mustExec(t *testing.T, base string, stmts ...stmt) execResponse {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, acked, err := execTx(t, ctx, http.DefaultClient, base, stmts)
+	if err != nil || !acked {
+		t.Fatalf("/v1/exec %q: %v (acked %v)", stmts[0].SQL, err, acked)
+	}
+	return resp
+}
+
 // query runs one /v1/query request that must succeed; numbers come back as
 // json.Number.
 func query(t *testing.T, base, sql string, args ...any) [][]any {

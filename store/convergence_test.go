@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -14,7 +15,9 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost"
+	"github.com/outpost-edge/outpost/admission"
 	"github.com/outpost-edge/outpost/hlc"
+	"github.com/outpost-edge/outpost/identity"
 	"github.com/outpost-edge/outpost/internal/testutil"
 	"github.com/outpost-edge/outpost/merge"
 	"github.com/outpost-edge/outpost/policy"
@@ -31,7 +34,9 @@ const convSchema = `CREATE TABLE t (
 	a,
 	b,
 	c DEFAULT 'dflt'
-);`
+);
+-- outpost: table mo writable by master
+CREATE TABLE mo (k TEXT PRIMARY KEY NOT NULL, v);`
 
 var (
 	convCols     = []string{"a", "b", "c"}
@@ -48,6 +53,21 @@ var convIdentities = []outpost.Identity{
 	{Name: "EDGE01", Location: "LHR", Farm: "lhr", Role: outpost.RoleEdge, Code: "43ax"},
 	{Name: "EDGE02", Location: "LHR", Farm: "lhr", Role: outpost.RoleEdge, Code: "44bx"},
 	{Name: "EDGE03", Location: "CDG", Farm: "cdg", Role: outpost.RoleEdge, Code: "45cx"},
+}
+
+// convHostile is the hostile peer of some histories: an edge of farm lhr on
+// every trust list, so the transport lets it exchange with the master, the
+// node and its farm siblings, and only admission stands in its way. It has
+// no store: the test forges what it sends.
+var convHostile = outpost.Identity{Name: "EDGE09", Location: "LHR", Farm: "lhr", Role: outpost.RoleEdge, Code: "49hx"}
+
+// convDir is the trust list the stores' admission gates read: the honest
+// nodes and the hostile one.
+type convDir map[string]identity.Peer
+
+func (d convDir) ByName(name string) (identity.Peer, bool) {
+	p, ok := d[name]
+	return p, ok
 }
 
 // convDefaultChecks is how many random histories TestConvergence_Randomized
@@ -129,6 +149,13 @@ func convSetDefaultChecks(tb testing.TB, n int) {
 // convStats count what the histories exercised, to show the faults happen.
 type convStats struct {
 	Writes, Refused, Pulls, Lossy, Dup, Reorder, Drifted, Restarts, Partitions, HealRounds int
+	// The hostile peer: histories it took part in, its deliveries, the
+	// changes the stores refused and held from it, its admitted writes and
+	// the wire garbage decoded.
+	HostileRuns, HostileSends, HostileRefused, HostileHeld, HostileWrites, WireGarbage int
+	// Honest relays refused: an edge serving its sibling the changes it got
+	// from others (only masters and nodes relay).
+	RelaysRefused int
 }
 
 func (s *convStats) add(o *convStats) {
@@ -142,6 +169,13 @@ func (s *convStats) add(o *convStats) {
 	s.Restarts += o.Restarts
 	s.Partitions += o.Partitions
 	s.HealRounds += o.HealRounds
+	s.HostileRuns += o.HostileRuns
+	s.HostileSends += o.HostileSends
+	s.HostileRefused += o.HostileRefused
+	s.HostileHeld += o.HostileHeld
+	s.HostileWrites += o.HostileWrites
+	s.WireGarbage += o.WireGarbage
+	s.RelaysRefused += o.RelaysRefused
 }
 
 type convNode struct {
@@ -167,10 +201,22 @@ type convWorld struct {
 	ref   map[string]*merge.Row
 	facts []convFact
 	stats convStats
+
+	dir   convDir
+	perms *policy.Permissions
+	h     *convHostileState // nil: an honest history
 }
 
 func newConvWorld(t *testing.T, rt *rapid.T) *convWorld {
-	w := &convWorld{t: t, cut: map[[2]int]bool{}, ref: map[string]*merge.Row{}}
+	w := &convWorld{t: t, cut: map[[2]int]bool{}, ref: map[string]*merge.Row{}, dir: convDir{}}
+	perms, err := policy.ParsePermissions(convSchema)
+	if err != nil {
+		rt.Fatal(err)
+	}
+	w.perms = perms
+	for _, id := range append(slices.Clone(convIdentities), convHostile) {
+		w.dir[id.Name] = identity.Peer{Identity: id}
+	}
 	// A physical clock that stands still unless the test moves it, so
 	// hybrid timestamps of different nodes tie often.
 	w.nowMS.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
@@ -193,6 +239,10 @@ func newConvWorld(t *testing.T, rt *rapid.T) *convWorld {
 		}
 	}
 	w.checkTopology(rt)
+	if rapid.IntRange(0, 2).Draw(rt, "hostile") > 0 {
+		w.h = newConvHostile(w)
+		w.stats.HostileRuns++
+	}
 	return w
 }
 
@@ -201,6 +251,8 @@ func (w *convWorld) open(n *convNode) {
 		Identity: n.id,
 		Schema:   convSchema,
 		Now:      func() time.Time { return time.UnixMilli(w.nowMS.Load() + n.skew.Load()) },
+		Gate: admission.New(admission.Config{Self: n.id, Perms: w.perms,
+			Trust: func() admission.Directory { return w.dir }}),
 	})
 }
 
@@ -246,6 +298,9 @@ func (w *convWorld) step(rt *rapid.T, i int) {
 		"pull", "pull", "pull", "pull", "pull", "pull",
 		"partition", "reconnect", "restart", "tick", "skew",
 	}
+	if w.h != nil {
+		actions = append(actions, "hostile", "hostile", "hostile", "wire")
+	}
 	switch a := rapid.SampledFrom(actions).Draw(rt, fmt.Sprintf("action%d", i)); a {
 	case "write":
 		w.write(rt, i, rapid.IntRange(0, len(w.nodes)-1).Draw(rt, "node"), 1)
@@ -285,6 +340,10 @@ func (w *convWorld) step(rt *rapid.T, i int) {
 		// groups back until the clocks agree again.
 		n := w.nodes[rapid.IntRange(0, len(w.nodes)-1).Draw(rt, "node")]
 		n.skew.Store(int64(rapid.SampledFrom([]int{0, 0, 100, 700, -700}).Draw(rt, "skew")))
+	case "hostile":
+		w.hostileSend(rt, i)
+	case "wire":
+		w.wireGarbage(rt)
 	default:
 		rt.Fatalf("unknown action %q", a)
 	}
@@ -444,9 +503,23 @@ func (w *convWorld) apply(rt *rapid.T, dst, src *convNode, groups []outpost.Grou
 	if err != nil {
 		rt.Fatalf("%s applying %d groups from %s through %d: %v", dst.id.Name, len(groups), src.id.Name, through, err)
 	}
-	if res.Refused != 0 {
-		rt.Fatalf("%s applying from %s: %d refused; want none", dst.id.Name, src.id.Name, res.Refused)
+	// An edge relays only its own writes: what it serves of others' is
+	// refused by the gate (origin_not_sender), and reaches dst through a
+	// master or node instead. Nothing else may be refused.
+	relayed := 0
+	if !admission.New(admission.Config{}).IsRelay(src.id.Role) {
+		for _, g := range groups {
+			for _, ch := range g.Changes {
+				if outpost.OriginName(ch.Origin) != src.id.Name {
+					relayed++
+				}
+			}
+		}
 	}
+	if res.Refused > relayed {
+		rt.Fatalf("%s applying from %s: %d refused; want at most the %d changes %s relayed", dst.id.Name, src.id.Name, res.Refused, relayed, src.id.Name)
+	}
+	w.stats.RelaysRefused += res.Refused
 	if res.Held != 0 {
 		// Only clock drift holds changes here: the group waits in
 		// outpost_held while the rest of the batch applies.
@@ -537,10 +610,11 @@ func (w *convWorld) restart(rt *rapid.T, n *convNode) {
 		}
 		return s
 	}
-	// Held changes are judged again at Open; judge them now (same clock),
-	// so the restart itself must change nothing.
-	if _, err := n.s.Recheck(ctx); err != nil {
-		rt.Fatal(err)
+	// Changes held for drift that this node's clock has caught up with are
+	// applied by the store's drift loop on its own time, and at Open; so
+	// they are applied first, to compare a store with nothing pending.
+	if _, err := n.s.Recheck(ctx, store.RuleDrift); err != nil {
+		rt.Fatalf("%s judging changes held for drift again: %v", n.id.Name, err)
 	}
 	before := take()
 	// The clock may lose timestamps that nothing committed used (a refused
@@ -554,6 +628,9 @@ func (w *convWorld) restart(rt *rapid.T, n *convNode) {
 	}
 	w.open(n)
 	w.stats.Restarts++
+	if w.h != nil {
+		w.h.refused[n.id.Name] = map[string]int64{} // counted since Open
+	}
 	after := take()
 	if got, want := fmt.Sprint(after), fmt.Sprint(before); got != want {
 		rt.Fatalf("%s after restart:\n got %s\nwant %s", n.id.Name, got, want)
@@ -578,9 +655,21 @@ func (w *convWorld) heal(rt *rapid.T) {
 			rt.Fatalf("%s judging changes held for drift again: %v", n.id.Name, err)
 		}
 		held, err := n.s.Held(context.Background())
-		if err != nil || len(held) != 0 {
-			rt.Fatalf("%s still holds changes after the clocks healed: %v %v", n.id.Name, held, err)
+		if err != nil {
+			rt.Fatal(err)
 		}
+		// Only the hostile peer's changes for tables and columns this
+		// schema lacks stay held (until a schema that has them).
+		want := map[string]int64{}
+		if w.h != nil && w.h.held[n.id.Name] > 0 {
+			want[store.RuleSchema] = w.h.held[n.id.Name]
+		}
+		if !maps.Equal(held, want) {
+			rt.Fatalf("%s holds %v after the clocks healed, want %v", n.id.Name, held, want)
+		}
+	}
+	if w.h != nil {
+		w.hostileHeal(rt)
 	}
 	const maxRounds = 8
 	for round := 1; ; round++ {
@@ -631,6 +720,7 @@ func (w *convWorld) verify(rt *rapid.T) {
 			rt.Fatalf("%s clock rows differ from the model:\n%s", n.id.Name, convDiff(got, wantClock))
 		}
 		w.checkFacts(rt, n)
+		w.checkRefusals(rt, n)
 	}
 }
 
