@@ -56,14 +56,24 @@ func (c *Clock) Now() Timestamp {
 // drift ahead of the physical clock, Observe leaves the clock unchanged and
 // returns an error wrapping ErrDrift.
 func (c *Clock) Observe(ts Timestamp) error {
+	if err := c.Check(ts); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.last = max(c.last, ts)
+	return nil
+}
+
+// Check reports, without changing the clock, whether Observe(ts) would
+// fail: an error wrapping ErrDrift if ts is more than the maximum drift
+// ahead of the physical clock.
+func (c *Clock) Check(ts Timestamp) error {
 	pt := c.physical()
 	if ahead := time.Duration(ts.Millis()-pt.Millis()) * time.Millisecond; ahead > c.maxDrift {
 		return fmt.Errorf("%w: timestamp %s is %v ahead of the local physical clock, more than the maximum drift of %v",
 			ErrDrift, ts, ahead, c.maxDrift)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.last = max(c.last, ts)
 	return nil
 }
 

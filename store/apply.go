@@ -159,7 +159,9 @@ func (tx *Tx) applyGroup(sender string, g *outpost.Group, res *ApplyResult) erro
 		if s.beyondHorizon(ch) {
 			continue // refused one by one below
 		}
-		if err := s.clock.Observe(hlc.Timestamp(ch.HLC)); err != nil {
+		// Only checked here: the clock moves past a change when it is
+		// merged, so a refused change cannot move it.
+		if err := s.clock.Check(hlc.Timestamp(ch.HLC)); err != nil {
 			drifted = true
 			break
 		}
@@ -217,6 +219,11 @@ func (tx *Tx) admitChange(sender string, ch *outpost.Change, res *ApplyResult) e
 		}
 	}
 	rt := s.tables[strings.ToLower(ch.Table)]
+	if rt != nil && ch.Col != "" && !rt.colSet[ch.Col] {
+		if name, ok := rt.colFold[strings.ToLower(ch.Col)]; ok {
+			ch.Col = name // the same column, spelled in another case
+		}
+	}
 	if rt == nil || (ch.Col != "" && !rt.colSet[ch.Col]) {
 		what := fmt.Sprintf("table %q", ch.Table)
 		if rt != nil {
@@ -245,6 +252,9 @@ func (tx *Tx) merge(sender string, rt *replTable, ch *outpost.Change, res *Apply
 		return err
 	}
 	v := merge.Version{HLC: ch.HLC, Origin: ch.Origin}
+	// The group passed the drift check, so this cannot fail; a later local
+	// write gets a later timestamp than every change merged here.
+	_ = s.clock.Observe(hlc.Timestamp(ch.HLC))
 	act := merge.Decide(local, ch.Col, ch.CL, v)
 	if act == merge.Ignore {
 		res.Ignored++

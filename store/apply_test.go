@@ -377,3 +377,35 @@ func TestStore_ApplyOwnSlugs(t *testing.T) {
 		t.Fatalf("issued %v again", slug)
 	}
 }
+
+// TestStore_ApplyColumnCase: SQLite column names are case-insensitive, so a
+// change naming a column in another case applies to that column (it used to
+// be held under "schema" forever).
+func TestStore_ApplyColumnCase(t *testing.T) {
+	s := testutil.OpenStore(t, "", store.Options{})
+	ts := hlc.FromParts(time.Now().UnixMilli(), 0)
+	res := applyOK(t, s, "PEER", 1, outpost.Group{DBV: 1, Changes: []outpost.Change{
+		change("PAGES", "p", "", nil, 1, ts, "PEER/1"), change("pages", "p", "TITLE", "upper", 1, ts, "PEER/1"),
+	}})
+	if res.Applied != 2 || res.Held != 0 {
+		t.Fatalf("result %+v", res)
+	}
+	if got := query(t, s, `SELECT title FROM pages WHERE id = 'p'`); len(got) != 1 || got[0][0] != "upper" {
+		t.Fatalf("rows = %v", got)
+	}
+}
+
+// TestStore_RefusedDoesNotMoveClock: a change that is refused or held does
+// not move this node's clock; only merged changes do.
+func TestStore_RefusedDoesNotMoveClock(t *testing.T) {
+	gate := gateFunc(func(_ string, ch *outpost.Change) outpost.Admission {
+		return outpost.Admission{Verdict: outpost.Refuse, Rule: "test", Reason: "test"}
+	})
+	s := testutil.OpenStore(t, "", store.Options{Gate: gate, MaxDrift: time.Minute})
+	before := s.Clock().Last()
+	ahead := hlc.FromParts(time.Now().Add(30*time.Second).UnixMilli(), 0)
+	applyOK(t, s, "PEER", 1, outpost.Group{DBV: 1, Changes: []outpost.Change{change("pages", "p", "", nil, 1, ahead, "PEER/1")}})
+	if got := s.Clock().Last(); got >= ahead {
+		t.Fatalf("clock moved to %v (was %v) by a refused change", got, before)
+	}
+}

@@ -25,6 +25,7 @@ type replTable struct {
 	pk      []string
 	cols    []string
 	colSet  map[string]bool
+	colFold map[string]string // lower-cased column name -> as declared (SQLite names are case-insensitive)
 	notNull map[string]bool   // columns a remote value could violate by being NULL
 	guarded bool              // CHECK constraints or triggers: every applied change runs under a savepoint
 	emit    string            // clock rows with dbv in (?, ?] and their values
@@ -40,7 +41,7 @@ type replTable struct {
 
 func newReplTable(t schema.Table) *replTable {
 	ct := t.Capture()
-	rt := &replTable{name: t.Name, colSet: map[string]bool{}, notNull: map[string]bool{}, setCol: map[string]string{}}
+	rt := &replTable{name: t.Name, colSet: map[string]bool{}, colFold: map[string]string{}, notNull: map[string]bool{}, setCol: map[string]string{}}
 	rt.guarded, _ = sqltext.HasKeyword(t.SQL, "CHECK")
 	for _, c := range t.Columns {
 		if c.NotNull && c.PK == 0 {
@@ -62,6 +63,7 @@ func newReplTable(t schema.Table) *replTable {
 	for _, c := range ct.Columns {
 		rt.cols = append(rt.cols, c.Name)
 		rt.colSet[c.Name] = true
+		rt.colFold[strings.ToLower(c.Name)] = c.Name
 		cases = append(cases, fmt.Sprintf("WHEN %s THEN t.%s", capture.Literal(c.Name), capture.Quote(c.Name)))
 		rt.setCol[c.Name] = fmt.Sprintf("UPDATE %s SET %s = ? WHERE %s", tbl, capture.Quote(c.Name), strings.Join(pkMatchData, " AND "))
 	}
