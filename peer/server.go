@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,8 +48,9 @@ type Server struct {
 	ln       net.Listener
 	Refusals *Refusals
 
-	mu    sync.Mutex
-	conns map[string]map[net.Conn]struct{} // by key fingerprint
+	mu         sync.Mutex
+	conns      map[string]map[net.Conn]struct{} // by key fingerprint
+	helloHooks []func(identity.Peer, url.Values)
 
 	base   context.Context // parent of every request context
 	cancel context.CancelFunc
@@ -274,6 +276,10 @@ type Refusals struct {
 }
 
 func newRefusals() *Refusals { return &Refusals{m: map[string]int64{}} }
+
+// Add counts one refusal of kind with detail (e.g. a stream refused for
+// load, a group too large to send).
+func (r *Refusals) Add(kind, detail string) { r.add(kind, detail) }
 
 func (r *Refusals) add(kind, detail string) {
 	r.mu.Lock()

@@ -339,3 +339,6 @@ func typeName(v any) string {
 	}
 	return "nil"
 }
+
+// WithDefaults returns l with every unset field filled from DefaultLimits.
+func (l Limits) WithDefaults() Limits { return l.withDefaults() }
