@@ -277,6 +277,9 @@ type Refusals struct {
 
 func newRefusals() *Refusals { return &Refusals{m: map[string]int64{}} }
 
+// NewRefusals returns empty counters.
+func NewRefusals() *Refusals { return newRefusals() }
+
 // Add counts one refusal of kind with detail (e.g. a stream refused for
 // load, a group too large to send).
 func (r *Refusals) Add(kind, detail string) { r.add(kind, detail) }
