@@ -182,8 +182,16 @@ func (t *scriptTransport) next(tb testing.TB) *script {
 // straight to their handlers, with the caller as the authenticated peer.
 type inproc struct {
 	self    identity.Peer
+	mu      sync.Mutex
 	servers map[string]*inprocPeer
 	wg      sync.WaitGroup
+}
+
+func (t *inproc) server(name string) (*inprocPeer, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, ok := t.servers[name]
+	return s, ok
 }
 
 type inprocPeer struct {
@@ -200,11 +208,13 @@ func (t *inproc) add(name string, r *Replicator, hello func() peer.Hello) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+ChangesPath, r.serveChanges)
 	mux.HandleFunc("POST "+ChangesPath, r.receivePush)
+	t.mu.Lock()
 	t.servers[name] = &inprocPeer{r: r, hello: hello, mux: mux}
+	t.mu.Unlock()
 }
 
 func (t *inproc) HelloWith(_ context.Context, name string, q url.Values) (peer.Hello, error) {
-	s, ok := t.servers[name]
+	s, ok := t.server(name)
 	if !ok {
 		return peer.Hello{}, errors.New("no such peer")
 	}
@@ -238,7 +248,7 @@ func (p *pipeResponse) Write(b []byte) (int, error) {
 func (p *pipeResponse) Flush() {}
 
 func (t *inproc) Do(ctx context.Context, name string, _ policy.Action, method, path string, body []byte) (*http.Response, error) {
-	s, ok := t.servers[name]
+	s, ok := t.server(name)
 	if !ok {
 		return nil, errors.New("no such peer")
 	}

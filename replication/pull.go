@@ -50,8 +50,17 @@ func (l *loop) pull() error {
 	if err != nil {
 		return err
 	}
-	l.cursor.Store(cursor)
 	st := l.r.cfg.Store
+	if l.fromZero.Swap(false) && cursor > 0 {
+		// Durably, so a restart does not resume past the changes peers
+		// left out as an echo of the old incarnation.
+		if err := st.SetCursor(l.ctx, l.peer.Name, store.CursorPull, h.Incarnation, 0); err != nil {
+			l.fromZero.Store(true)
+			return err
+		}
+		cursor = 0
+	}
+	l.cursor.Store(cursor)
 	q := url.Values{"since": {strconv.FormatInt(cursor, 10)}, "origin": {st.Origin()},
 		"incarnation": {h.Incarnation}, "parts": {"1"}}
 	sctx, cancelStream := context.WithCancel(l.ctx)

@@ -234,6 +234,9 @@ type loop struct {
 	// cursor is the pull cursor durably applied, reported to the peer in
 	// hellos (pull acks).
 	cursor atomic.Int64
+	// fromZero makes the next pull start from 0 (this node took a new
+	// incarnation: what peers left out as its echo must come again).
+	fromZero atomic.Bool
 }
 
 // reconnect ends the loop's current stream, if any; the loop dials again.

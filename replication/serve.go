@@ -174,12 +174,13 @@ func (r *Replicator) regressed(ctx context.Context, peerName, inc string, cursor
 		return true
 	}
 	r.log.Warn("sync: database regression detected; took a new incarnation", "peer", peerName, "peer_cursor", cursor, "db_version", st.DBVersion())
-	// This node's own pull streams still name the old origin, which peers
-	// leave out as an echo: reconnect them, so the writes this node lost
-	// come back.
+	// This node's own pull streams named the old origin, which peers
+	// leave out as an echo: pull again from 0 under the new one, so the
+	// writes this node lost come back.
 	r.mu.Lock()
 	for _, l := range r.loops {
 		if l.action == policy.Pull {
+			l.fromZero.Store(true)
 			l.reconnect()
 		}
 	}
