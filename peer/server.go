@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -28,6 +29,13 @@ type Config struct {
 	Trust  *trust.Store
 	Policy *policy.Matrix
 	Logger *slog.Logger
+	// Timeouts of the peer listener, so slow or idle connections (slow
+	// loris) are closed: ReadHeaderTimeout bounds the TLS handshake and a
+	// request's headers (0 = 10s); ReadTimeout a request body (0 = 60s;
+	// handlers of long bodies extend it per request with
+	// http.ResponseController, and a pull stream, which has no body, is not
+	// affected); IdleTimeout a connection with no open stream (0 = 2m).
+	ReadHeaderTimeout, ReadTimeout, IdleTimeout time.Duration
 }
 
 // Party returns the policy party of a peer.
@@ -126,8 +134,9 @@ func (s *Server) Listen(addr string) error {
 	s.srv = &http.Server{
 		Handler:           s.mux,
 		TLSConfig:         s.tlsConfig(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       5 * time.Minute,
+		ReadHeaderTimeout: cmp.Or(s.cfg.ReadHeaderTimeout, 10*time.Second),
+		ReadTimeout:       cmp.Or(s.cfg.ReadTimeout, 60*time.Second),
+		IdleTimeout:       cmp.Or(s.cfg.IdleTimeout, 2*time.Minute),
 		HTTP2:             &http.HTTP2Config{SendPingTimeout: PingInterval, PingTimeout: PingInterval},
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return s.base },
