@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost"
+	"github.com/outpost-edge/outpost/replication"
 )
 
 // Ready reports why the node should not receive traffic yet, or nil: the
@@ -62,9 +63,11 @@ func (n *Node) serveReady(w http.ResponseWriter, r *http.Request) {
 
 // Drain prepares a shutdown: new writes get 503 with Retry-After and
 // /readyz fails; in-flight requests carry on. An edge whose data directory
-// is ephemeral then waits, up to DrainTimeout, until a farm sibling has
-// acknowledged every change it holds, so nothing written here is lost with
-// the disk. Close afterwards.
+// is ephemeral then waits, up to DrainTimeout, until a relay (a master or
+// node) has durably pulled every change it holds, as that relay's pull
+// cursor for this incarnation says (reported in its hellos): a farm sibling
+// relays only its own writes, so a sibling alone is no hand-off. Close
+// afterwards.
 func (n *Node) Drain(ctx context.Context) error {
 	n.draining.Store(true)
 	if !n.cfg.Ephemeral || n.Identity.Role != outpost.RoleEdge || n.Repl == nil {
@@ -73,20 +76,30 @@ func (n *Node) Drain(ctx context.Context) error {
 	target := n.Store.DBVersion()
 	ctx, cancel := context.WithTimeout(ctx, cmp.Or(n.cfg.DrainTimeout, 20*time.Second))
 	defer cancel()
-	n.log.Info("drain: handing writes to a farm sibling", "db_version", target)
+	n.log.Info("drain: waiting until a relay has pulled every write", "db_version", target)
 	for {
-		for _, l := range n.Repl.Status() {
-			if l.Direction == "push" && l.Cursor >= target {
-				n.log.Info("drain: a farm sibling has every change", "sibling", l.Peer, "db_version", l.Cursor)
-				return nil
-			}
+		if a, ok := relayHas(n.Repl.PullAcks(), n.Store.Incarnation(), target); ok {
+			n.log.Info("drain: a relay has pulled every change", "relay", a.Peer, "db_version", a.Through)
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			err := fmt.Errorf("drain: no farm sibling acknowledged db_version %d in time: %w", target, ctx.Err())
-			n.log.Error("drain: hand-off incomplete; writes not yet pulled by another node may be lost with this data directory", "err", err)
+			err := fmt.Errorf("drain: no relay acknowledged db_version %d in time: %w", target, ctx.Err())
+			n.log.Error("drain: hand-off incomplete; writes not yet pulled by a relay may be lost with this data directory", "err", err)
 			return err
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// relayHas returns the acknowledgement of a master or node that has pulled
+// this incarnation's changes through target.
+func relayHas(acks []replication.PullAck, inc string, target int64) (replication.PullAck, bool) {
+	for _, a := range acks {
+		relay := a.Role == string(outpost.RoleMaster) || a.Role == string(outpost.RoleNode)
+		if relay && a.Incarnation == inc && a.Through >= target {
+			return a, true
+		}
+	}
+	return replication.PullAck{}, false
 }

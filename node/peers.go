@@ -43,7 +43,7 @@ func (n *Node) openPeers() error {
 	n.Peers.HandleHello(n.hello)
 	n.Repl = replication.New(replication.Config{
 		Self: n.Identity, Store: n.Store, Trust: ts, Policy: n.Policy, Client: n.Client, Hello: n.hello,
-		Logger: n.log.With("component", "sync"), PushAll: n.cfg.PushAll,
+		Logger: n.log.With("component", "sync"), PushAll: n.cfg.PushAll, Refusals: n.Peers.Refusals,
 		OnCaughtUp: func() {
 			n.caughtUp.Store(true)
 			n.Store.SetSlugsReady(true)
@@ -80,7 +80,7 @@ func (n *Node) hello() peer.Hello {
 		Location: n.Identity.Location, Code: n.Identity.Code, Key: identity.EncodePublicKey(n.Key.Public()),
 		Protocol: cmp.Or(n.cfg.Protocol, outpost.ProtocolVersion), MinProtocol: cmp.Or(n.cfg.MinProtocol, outpost.MinProtocolVersion),
 		SchemaVersion: n.Store.Schema().Version, Incarnation: n.Store.Incarnation(),
-		DBVersion: n.Store.DBVersion(), Version: outpost.Version,
+		DBVersion: n.Store.DBVersion(), Version: outpost.Version, Features: replication.Features(),
 	}
 }
 

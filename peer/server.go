@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +29,13 @@ type Config struct {
 	Trust  *trust.Store
 	Policy *policy.Matrix
 	Logger *slog.Logger
+	// Timeouts of the peer listener, so slow or idle connections (slow
+	// loris) are closed: ReadHeaderTimeout bounds the TLS handshake and a
+	// request's headers (0 = 10s); ReadTimeout a request body (0 = 60s;
+	// handlers of long bodies extend it per request with
+	// http.ResponseController, and a pull stream, which has no body, is not
+	// affected); IdleTimeout a connection with no open stream (0 = 2m).
+	ReadHeaderTimeout, ReadTimeout, IdleTimeout time.Duration
 }
 
 // Party returns the policy party of a peer.
@@ -47,8 +56,9 @@ type Server struct {
 	ln       net.Listener
 	Refusals *Refusals
 
-	mu    sync.Mutex
-	conns map[string]map[net.Conn]struct{} // by key fingerprint
+	mu         sync.Mutex
+	conns      map[string]map[net.Conn]struct{} // by key fingerprint
+	helloHooks []func(identity.Peer, url.Values)
 
 	base   context.Context // parent of every request context
 	cancel context.CancelFunc
@@ -124,8 +134,9 @@ func (s *Server) Listen(addr string) error {
 	s.srv = &http.Server{
 		Handler:           s.mux,
 		TLSConfig:         s.tlsConfig(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       5 * time.Minute,
+		ReadHeaderTimeout: cmp.Or(s.cfg.ReadHeaderTimeout, 10*time.Second),
+		ReadTimeout:       cmp.Or(s.cfg.ReadTimeout, 60*time.Second),
+		IdleTimeout:       cmp.Or(s.cfg.IdleTimeout, 2*time.Minute),
 		HTTP2:             &http.HTTP2Config{SendPingTimeout: PingInterval, PingTimeout: PingInterval},
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return s.base },
@@ -274,6 +285,13 @@ type Refusals struct {
 }
 
 func newRefusals() *Refusals { return &Refusals{m: map[string]int64{}} }
+
+// NewRefusals returns empty counters.
+func NewRefusals() *Refusals { return newRefusals() }
+
+// Add counts one refusal of kind with detail (e.g. a stream refused for
+// load, a group too large to send).
+func (r *Refusals) Add(kind, detail string) { r.add(kind, detail) }
 
 func (r *Refusals) add(kind, detail string) {
 	r.mu.Lock()

@@ -9,15 +9,39 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/outpost-edge/outpost"
-	"github.com/outpost-edge/outpost/peer"
 	"github.com/outpost-edge/outpost/policy"
 	"github.com/outpost-edge/outpost/store"
 	"github.com/outpost-edge/outpost/wire"
 )
+
+// activity is what the pull watchdog watches: the last frame read, and
+// whether a local apply is running (time spent applying is not silence).
+type activity struct {
+	last  atomic.Int64 // unix nanoseconds
+	busy  atomic.Int32
+	nowFn func() time.Time
+}
+
+func newActivity() *activity {
+	a := &activity{nowFn: time.Now}
+	a.touch()
+	return a
+}
+
+func (a *activity) touch() { a.last.Store(a.nowFn().UnixNano()) }
+
+// silentFor is how long the stream has shown nothing; 0 while applying.
+func (a *activity) silentFor() time.Duration {
+	if a.busy.Load() > 0 {
+		return 0
+	}
+	return a.nowFn().Sub(time.Unix(0, a.last.Load()))
+}
 
 // pull streams the peer's groups from this node's cursor and applies them,
 // a batch per transaction, until the stream breaks.
@@ -27,31 +51,35 @@ func (l *loop) pull() error {
 		return err
 	}
 	st := l.r.cfg.Store
-	target := h.DBVersion // caught up once the cursor reaches this
-	q := url.Values{"since": {strconv.FormatInt(cursor, 10)}, "origin": {st.Origin()}}
-	// The stream carries a frame at least every heartbeat; a stream silent
-	// for several is dead (a peer gone without a FIN) and is dropped so the
-	// loop dials again.
-	sctx, cancelStream := context.WithCancel(l.ctx)
-	defer cancelStream()
-	var lastFrame atomic.Int64
-	lastFrame.Store(time.Now().UnixNano())
-	go func() {
-		limit := 4 * l.r.cfg.Heartbeat
-		tick := time.NewTicker(l.r.cfg.Heartbeat)
-		defer tick.Stop()
-		for {
-			select {
-			case <-sctx.Done():
-				return
-			case <-tick.C:
-				if time.Since(time.Unix(0, lastFrame.Load())) > limit {
-					l.r.log.Info("sync: pull stream silent; reconnecting", "peer", l.peer.Name, "silent_for", limit)
-					cancelStream()
-					return
-				}
-			}
+	if l.fromZero.Swap(false) && cursor > 0 {
+		// Durably, so a restart does not resume past the changes peers
+		// left out as an echo of the old incarnation.
+		if err := st.SetCursor(l.ctx, l.peer.Name, store.CursorPull, h.Incarnation, 0); err != nil {
+			l.fromZero.Store(true)
+			return err
 		}
+		cursor = 0
+	}
+	l.cursor.Store(cursor)
+	q := url.Values{"since": {strconv.FormatInt(cursor, 10)}, "origin": {st.Origin()},
+		"incarnation": {h.Incarnation}, "parts": {"1"}}
+	sctx, cancelStream := context.WithCancel(l.ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancelStream()
+		wg.Wait()
+	}()
+	l.mu.Lock()
+	l.stream = cancelStream
+	l.mu.Unlock()
+	act := newActivity()
+	// The stream carries a frame at least every heartbeat; a stream silent
+	// for several (a peer gone without a FIN) is dropped so the loop dials
+	// again. A local apply in progress is not silence.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		l.watchdog(sctx, act, cancelStream)
 	}()
 	resp, err := l.r.cfg.Client.Do(sctx, l.peer.Name, policy.Pull, http.MethodGet, ChangesPath+"?"+q.Encode(), nil)
 	if err != nil {
@@ -59,70 +87,92 @@ func (l *loop) pull() error {
 	}
 	defer resp.Body.Close()
 	l.update(func(s *LinkStatus) { s.Connected, s.Cursor, s.LastError = true, cursor, "" })
-	l.checkCaughtUp(cursor, target)
+	l.checkCaughtUp(cursor, h.DBVersion)
 	// The stream shows the peer's progress only as fast as this node reads
 	// it; ask the peer directly now and then so the lag is true while this
-	// node is behind.
-	watchCtx, stopWatch := context.WithCancel(l.ctx)
-	defer stopWatch()
-	go l.watchPeer(watchCtx, cancelStream)
+	// node is behind (and tell it how far this node has pulled).
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		l.watchPeer(sctx, h.Incarnation, cancelStream)
+	}()
+	p := &puller{l: l, inc: h.Incarnation, target: h.DBVersion, act: act}
+	err = p.read(resp.Body)
+	if sctx.Err() != nil && l.ctx.Err() == nil && !errors.Is(err, errApply) {
+		return fmt.Errorf("stream dropped (silent for too long, or the peer changed): %w", err)
+	}
+	return err
+}
 
-	br := bufio.NewReaderSize(resp.Body, 256<<10)
-	rd := wire.NewReader(br, wire.DefaultLimits)
-	var batch []outpost.Group
-	changes := 0
-	var pendingThrough int64 // a progress frame whose batch is still being extended
+// errApply marks a local apply failure.
+var errApply = errors.New("apply")
+
+// watchdog drops the stream when it has been silent for four heartbeats.
+func (l *loop) watchdog(ctx context.Context, act *activity, dead func()) {
+	limit := 4 * l.r.cfg.Heartbeat
+	tick := time.NewTicker(l.r.cfg.Heartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if act.silentFor() > limit {
+				l.r.log.Info("sync: pull stream silent; reconnecting", "peer", l.peer.Name, "silent_for", limit)
+				dead()
+				return
+			}
+		}
+	}
+}
+
+// puller reads one pull stream and applies what it carries.
+type puller struct {
+	l       *loop
+	inc     string // the peer's incarnation
+	target  int64  // caught up once the cursor reaches this
+	act     *activity
+	batch   []outpost.Group
+	changes int
+	bytes   int
+}
+
+func (p *puller) read(body io.Reader) error {
+	l := p.l
+	br := bufio.NewReaderSize(body, 256<<10)
+	rd := wire.NewReader(br, l.r.cfg.Limits)
+	var pending int64 // a progress frame whose batch is still being extended
 	for {
 		f, err := rd.Read()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return errors.New("stream ended")
 			}
-			if sctx.Err() != nil && l.ctx.Err() == nil {
-				return errors.New("stream silent for too long")
-			}
 			return err
 		}
-		lastFrame.Store(time.Now().UnixNano())
+		p.act.touch()
 		switch f.Type {
 		case wire.FrameGroup:
-			batch = append(batch, *f.Group)
-			changes += len(f.Group.Changes)
+			p.batch = append(p.batch, *f.Group)
+			p.changes += len(f.Group.Changes)
+			p.bytes += rd.LastFrameBytes()
 		case wire.FrameProgress:
-			if br.Buffered() > 0 && changes < l.r.cfg.BatchSize*4 {
+			if br.Buffered() > 0 && p.changes < l.r.cfg.BatchSize*4 && p.bytes < l.r.cfg.MaxBatchBytes*4 {
 				// More has arrived already: take it into the same local
 				// transaction (one fsync) instead of falling behind.
-				pendingThrough = f.DBV
+				pending = f.DBV
 				continue
 			}
-			res, err := st.Apply(l.ctx, l.peer.Name, store.CursorPull, h.Incarnation, batch, f.DBV)
-			if err != nil {
+			pending = 0
+			if err := p.apply(f.DBV); err != nil {
 				return err
 			}
-			batch, changes, pendingThrough = batch[:0], 0, 0
-			cursor = res.Through
-			l.update(func(s *LinkStatus) {
-				s.Cursor = cursor
-				s.PeerDBVersion = max(s.PeerDBVersion, f.DBV)
-				s.Applied += int64(res.Applied)
-				s.Refused += int64(res.Refused)
-				s.behind(time.Now())
-			})
-			l.checkCaughtUp(cursor, target)
-			if res.Drift != nil {
-				// Held back, not lost: reconnect from the cursor after a pause.
-				return res.Drift
-			}
 		case wire.FrameHeartbeat:
-			if pendingThrough > 0 {
-				res, err := st.Apply(l.ctx, l.peer.Name, store.CursorPull, h.Incarnation, batch, pendingThrough)
-				if err != nil {
+			if pending > 0 {
+				through := pending
+				pending = 0
+				if err := p.apply(through); err != nil {
 					return err
-				}
-				batch, changes, pendingThrough = batch[:0], 0, 0
-				cursor = res.Through
-				if res.Drift != nil {
-					return res.Drift
 				}
 			}
 			l.update(func(s *LinkStatus) {
@@ -135,7 +185,37 @@ func (l *loop) pull() error {
 	}
 }
 
-func (l *loop) watchPeer(ctx context.Context, dead func()) {
+// apply is the one path by which a pull batch is applied: it moves the
+// cursor, the link's counters and lag, and the caught-up state.
+func (p *puller) apply(through int64) error {
+	l := p.l
+	p.act.busy.Add(1)
+	res, err := l.r.cfg.Store.Apply(l.ctx, l.peer.Name, store.CursorPull, p.inc, p.batch, through)
+	p.act.busy.Add(-1)
+	p.act.touch()
+	if err != nil {
+		return fmt.Errorf("%w: %w", errApply, err)
+	}
+	p.batch, p.changes, p.bytes = nil, 0, 0
+	cursor := res.Through
+	l.cursor.Store(cursor)
+	l.update(func(s *LinkStatus) {
+		s.Cursor = cursor
+		s.PeerDBVersion = max(s.PeerDBVersion, through)
+		s.Applied += int64(res.Applied)
+		s.Refused += int64(res.Refused)
+		s.Held += int64(res.Held)
+		s.behind(time.Now())
+	})
+	l.checkCaughtUp(cursor, p.target)
+	return nil
+}
+
+// watchPeer says hello every heartbeat: it learns the peer's db_version
+// (the lag), tells the peer how far this node has durably pulled (pull
+// acks), and drops the stream when the peer stops answering or has a new
+// incarnation.
+func (l *loop) watchPeer(ctx context.Context, inc string, dead func()) {
 	tick := time.NewTicker(l.r.cfg.Heartbeat)
 	defer tick.Stop()
 	failed := 0
@@ -144,8 +224,9 @@ func (l *loop) watchPeer(ctx context.Context, dead func()) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			q := url.Values{"pulled": {strconv.FormatInt(l.cursor.Load(), 10)}, "incarnation": {inc}}
 			hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			h, err := l.r.cfg.Client.Hello(hctx, l.peer.Name)
+			h, err := l.r.cfg.Client.HelloWith(hctx, l.peer.Name, q)
 			cancel()
 			if err != nil {
 				if failed++; failed >= 3 {
@@ -155,6 +236,11 @@ func (l *loop) watchPeer(ctx context.Context, dead func()) {
 				continue
 			}
 			failed = 0
+			if h.Incarnation != inc {
+				l.r.log.Info("sync: peer has a new incarnation; reconnecting", "peer", l.peer.Name, "old", inc, "new", h.Incarnation)
+				dead()
+				return
+			}
 			l.update(func(s *LinkStatus) {
 				s.PeerDBVersion = max(s.PeerDBVersion, h.DBVersion)
 				s.behind(time.Now())
@@ -166,86 +252,5 @@ func (l *loop) watchPeer(ctx context.Context, dead func()) {
 func (l *loop) checkCaughtUp(cursor, target int64) {
 	if cursor >= target && l.r.cfg.OnCaughtUp != nil {
 		l.r.caughtUp.Do(l.r.cfg.OnCaughtUp)
-	}
-}
-
-// Routes registers the sync routes on the peer server.
-func (r *Replicator) Routes(s *peer.Server) {
-	s.Handle("GET "+ChangesPath, policy.Pull, http.HandlerFunc(r.serveChanges))
-	s.Handle("POST "+ChangesPath, policy.Push, http.HandlerFunc(r.receivePush))
-}
-
-// serveChanges streams groups with db_version > since, then stays open and
-// sends new groups as they commit, with heartbeats. Changes that originated
-// at the requester's current incarnation are left out.
-func (r *Replicator) serveChanges(w http.ResponseWriter, req *http.Request) {
-	p, _ := peer.From(req.Context())
-	since, err := strconv.ParseInt(req.URL.Query().Get("since"), 10, 64)
-	if err != nil || since < 0 {
-		peer.WriteError(w, http.StatusBadRequest, "bad_request", "since must be a db_version >= 0")
-		return
-	}
-	origin := req.URL.Query().Get("origin")
-	if originName(origin) != p.Name {
-		peer.WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("origin %q is not %s's (NAME/incarnation)", origin, p.Name))
-		return
-	}
-	fl, ok := w.(http.Flusher)
-	if !ok {
-		peer.WriteError(w, http.StatusInternalServerError, "internal", "streaming unsupported")
-		return
-	}
-	w.Header().Set("Content-Type", "application/x-outpost-frames")
-	w.WriteHeader(http.StatusOK)
-	bw := bufio.NewWriterSize(w, 64<<10)
-	fw := wire.NewWriter(bw)
-	flush := func() error {
-		if err := bw.Flush(); err != nil {
-			return err
-		}
-		fl.Flush()
-		return nil
-	}
-	st := r.cfg.Store
-	ctx := req.Context()
-	tick := time.NewTicker(r.cfg.Heartbeat)
-	defer tick.Stop()
-	for {
-		changed := st.Changed()
-		groups, through, err := st.ChangesSince(ctx, since, origin, r.cfg.BatchSize)
-		if err != nil {
-			if ctx.Err() == nil {
-				_ = fw.Write(wire.Frame{Type: wire.FrameError, Message: err.Error()})
-				_ = flush()
-			}
-			return
-		}
-		for i := range groups {
-			if err := fw.Write(wire.Frame{Type: wire.FrameGroup, Group: &groups[i]}); err != nil {
-				return
-			}
-		}
-		if through > since {
-			if err := fw.Write(wire.Frame{Type: wire.FrameProgress, DBV: through}); err != nil {
-				return
-			}
-			if err := flush(); err != nil {
-				return
-			}
-			since = through
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-changed:
-		case <-tick.C:
-			if err := fw.Write(wire.Frame{Type: wire.FrameHeartbeat, DBV: st.DBVersion()}); err != nil {
-				return
-			}
-			if err := flush(); err != nil {
-				return
-			}
-		}
 	}
 }

@@ -1,16 +1,18 @@
 package replication
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/outpost-edge/outpost"
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
+	"github.com/outpost-edge/outpost"
 	"github.com/outpost-edge/outpost/peer"
 	"github.com/outpost-edge/outpost/policy"
 	"github.com/outpost-edge/outpost/store"
@@ -19,8 +21,7 @@ import (
 
 // pushAck is the receiver's answer to a push.
 type pushAck struct {
-	AppliedThrough int64  `json:"applied_through"`
-	Drift          string `json:"drift,omitempty"`
+	AppliedThrough int64 `json:"applied_through"`
 }
 
 // push sends this node's groups past the push cursor and waits for each
@@ -31,13 +32,14 @@ func (l *loop) push() error {
 		return err
 	}
 	st := l.r.cfg.Store
-	exclude := l.peer.Name + "/" + h.Incarnation
+	f := l.r.filter(l.peer.Name + "/" + h.Incarnation)
+	parts := slices.Contains(h.Features, FeatureGroupParts)
 	l.update(func(s *LinkStatus) { s.Connected, s.Cursor, s.LastError = true, cursor, "" })
 	tick := time.NewTicker(l.r.cfg.Heartbeat)
 	defer tick.Stop()
 	for l.ctx.Err() == nil {
 		changed := st.Changed()
-		groups, through, err := st.ChangesSince(l.ctx, cursor, exclude, l.r.cfg.BatchSize)
+		groups, through, err := st.ChangesSinceFilter(l.ctx, cursor, f)
 		if err != nil {
 			return err
 		}
@@ -57,23 +59,16 @@ func (l *loop) push() error {
 			}
 			continue
 		}
+		groups = l.sendable(groups, parts)
 		if len(groups) > 0 {
-			ack, err := l.send(h.Incarnation, groups, through)
+			ack, err := l.send(h.Incarnation, groups, through, parts)
 			if err != nil {
 				return err
 			}
-			if ack.Drift != "" {
-				if ack.AppliedThrough > cursor {
-					cursor = ack.AppliedThrough
-					if err := st.SetCursor(l.ctx, l.peer.Name, store.CursorPush, h.Incarnation, cursor); err != nil {
-						return err
-					}
-				}
-				return fmt.Errorf("peer held changes back: %s", ack.Drift)
-			}
 			through = ack.AppliedThrough
-			cursor = through
-			if err := st.SetCursor(l.ctx, l.peer.Name, store.CursorPush, h.Incarnation, cursor); err != nil {
+		}
+		if len(groups) > 0 {
+			if err := st.SetCursor(l.ctx, l.peer.Name, store.CursorPush, h.Incarnation, through); err != nil {
 				return err
 			}
 		}
@@ -87,9 +82,30 @@ func (l *loop) push() error {
 	return nil
 }
 
-func (l *loop) send(inc string, groups []outpost.Group, through int64) (pushAck, error) {
+// sendable drops, loudly, the groups a push body cannot carry to this peer.
+func (l *loop) sendable(groups []outpost.Group, parts bool) []outpost.Group {
+	out := groups[:0]
+	for i := range groups {
+		size := 0
+		for k := range groups[i].Changes {
+			size += store.ChangeBytes(&groups[i].Changes[k])
+		}
+		if size < l.r.cfg.Limits.MaxFrameBytes/2 {
+			out = append(out, groups[i])
+			continue
+		}
+		if _, err := wire.EncodeGroupsSplit(groups[i:i+1], l.r.cfg.Limits, parts); err != nil {
+			l.r.skipGroup(l.peer.Name, &groups[i], err)
+			continue
+		}
+		out = append(out, groups[i])
+	}
+	return out
+}
+
+func (l *loop) send(inc string, groups []outpost.Group, through int64, parts bool) (pushAck, error) {
 	var ack pushAck
-	body, err := wire.EncodeGroups(groups)
+	body, err := wire.EncodeGroupsSplit(groups, l.r.cfg.Limits, parts)
 	if err != nil {
 		return ack, err
 	}
@@ -106,7 +122,11 @@ func (l *loop) send(inc string, groups []outpost.Group, through int64) (pushAck,
 }
 
 // receivePush applies pushed groups and answers the highest db_version (in
-// the sender's numbering) durably applied.
+// the sender's numbering) durably applied. The body is decoded frame by
+// frame within the frame limits and MaxPushBytes, and applied in batches
+// of BatchSize changes or MaxBatchBytes, so a push costs bounded memory
+// whatever it declares or sends; a body that stops delivering frames for
+// PushReadTimeout is cut off.
 func (r *Replicator) receivePush(w http.ResponseWriter, req *http.Request) {
 	p, _ := peer.From(req.Context())
 	q := req.URL.Query()
@@ -120,32 +140,68 @@ func (r *Replicator) receivePush(w http.ResponseWriter, req *http.Request) {
 		peer.WriteError(w, http.StatusConflict, "incarnation_changed", "this node has a new incarnation; say hello again")
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(req.Body, int64(wire.DefaultLimits.MaxFrameBytes)*4))
-	if err != nil {
-		peer.WriteError(w, http.StatusBadRequest, "bad_body", err.Error())
+	if req.ContentLength > r.cfg.MaxPushBytes {
+		r.refuse("push_too_large", p.Name)
+		peer.WriteError(w, http.StatusRequestEntityTooLarge, "push_too_large", fmt.Sprintf("a push body of %d bytes is over the limit of %d", req.ContentLength, r.cfg.MaxPushBytes))
 		return
 	}
-	groups, err := wire.DecodeGroups(body, wire.DefaultLimits)
-	if err != nil {
-		peer.WriteError(w, http.StatusBadRequest, "malformed", err.Error())
+	release, ok := r.acquire(w, p.Name)
+	if !ok {
 		return
 	}
-	for _, g := range groups {
-		if g.DBV > through {
-			peer.WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("group %d is past through=%d", g.DBV, through))
+	defer release()
+	rc := http.NewResponseController(w)
+	body := http.MaxBytesReader(w, req.Body, r.cfg.MaxPushBytes)
+	rd := wire.NewReader(bufio.NewReaderSize(body, 64<<10), r.cfg.Limits)
+	var batch []outpost.Group
+	changes, size := 0, 0
+	var last int64
+	apply := func(upTo int64) error {
+		_, err := r.cfg.Store.Apply(req.Context(), p.Name, store.CursorRecv, inc, batch, upTo)
+		batch, changes, size = nil, 0, 0
+		return err
+	}
+	for {
+		_ = rc.SetReadDeadline(time.Now().Add(r.cfg.PushReadTimeout))
+		f, err := rd.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) || errors.Is(err, wire.ErrTooLarge) {
+				r.refuse("push_too_large", p.Name)
+				peer.WriteError(w, http.StatusRequestEntityTooLarge, "push_too_large", err.Error())
+				return
+			}
+			peer.WriteError(w, http.StatusBadRequest, "malformed", err.Error())
 			return
 		}
+		if f.Type != wire.FrameGroup {
+			peer.WriteError(w, http.StatusBadRequest, "malformed", fmt.Sprintf("a push body holds only group frames, not a %s frame", f.Type))
+			return
+		}
+		if g := f.Group; g.DBV <= last || g.DBV > through {
+			peer.WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("group %d is not above the previous one (%d) and at most through=%d", g.DBV, last, through))
+			return
+		}
+		last = f.Group.DBV
+		batch = append(batch, *f.Group)
+		changes += len(f.Group.Changes)
+		size += rd.LastFrameBytes()
+		if changes >= r.cfg.BatchSize || size >= r.cfg.MaxBatchBytes {
+			if err := apply(last); err != nil {
+				peer.WriteError(w, http.StatusServiceUnavailable, "apply_failed", err.Error())
+				return
+			}
+		}
 	}
-	res, err := r.cfg.Store.Apply(req.Context(), p.Name, store.CursorRecv, inc, groups, through)
-	if err != nil {
+	_ = rc.SetReadDeadline(time.Time{})
+	if err := apply(through); err != nil {
 		peer.WriteError(w, http.StatusServiceUnavailable, "apply_failed", err.Error())
 		return
 	}
-	ack := pushAck{AppliedThrough: res.Through}
-	if res.Drift != nil {
-		ack.Drift = res.Drift.Error()
-	}
-	b, _ := json.Marshal(ack)
+	b, _ := json.Marshal(pushAck{AppliedThrough: through})
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(b)
 }

@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/outpost-edge/outpost"
@@ -20,6 +21,7 @@ import (
 	"github.com/outpost-edge/outpost/policy"
 	"github.com/outpost-edge/outpost/store"
 	"github.com/outpost-edge/outpost/trust"
+	"github.com/outpost-edge/outpost/wire"
 )
 
 // Paths of the sync routes.
@@ -30,14 +32,33 @@ const (
 // Config configures a Replicator.
 type Config struct {
 	Self      outpost.Identity
-	Store     *store.Store
+	Store     Store
 	Trust     *trust.Store
 	Policy    *policy.Matrix
-	Client    *peer.Client
+	Client    Transport
 	Hello     func() peer.Hello // this node's hello, to negotiate
 	Logger    *slog.Logger
 	BatchSize int           // changes per pull/push batch; 0 = 5000
 	Heartbeat time.Duration // stream heartbeat; 0 = 1s
+	// MaxBatchBytes bounds the approximate bytes of one batch read to serve
+	// or push (a larger group goes alone); 0 = store.DefaultMaxBatchBytes.
+	MaxBatchBytes int
+	// Limits bound the frames sent and received, and the size of a group
+	// sent in parts (MaxGroupBytes); zero fields = wire.DefaultLimits.
+	Limits wire.Limits
+	// MaxPushBytes bounds one push body; a larger one is cut off (413).
+	// 0 = 2 x Limits.MaxGroupBytes.
+	MaxPushBytes int64
+	// PushReadTimeout is how long a push body may go without delivering a
+	// frame before it is cut off; 0 = 30s.
+	PushReadTimeout time.Duration
+	// MaxStreamsPerPeer and MaxStreams bound the sync requests (pull
+	// streams, pushes) served at once for one peer and in total; beyond,
+	// 429 too_many_streams or 503 server_busy. 0 = 4 and 256.
+	MaxStreamsPerPeer, MaxStreams int
+	// Refusals, if set, counts streams refused for load and groups that
+	// could not be sent (the peer server's counters).
+	Refusals *peer.Refusals
 	// PushAll pushes to every peer the policy allows; by default a node
 	// pushes only to its farm siblings (everything else reaches peers by
 	// their pulls).
@@ -62,6 +83,13 @@ type Replicator struct {
 
 	caughtUp sync.Once
 	started  bool
+
+	streams  *streamLimiter
+	ackMu    sync.Mutex
+	acks     map[string]PullAck // by peer name
+	rotateMu sync.Mutex
+	// sleep waits between attempts (replaced in tests).
+	sleep func(ctx context.Context, d time.Duration) bool
 }
 
 // New returns a replicator; register its routes with Routes and start it with Start.
@@ -81,7 +109,37 @@ func New(cfg Config) *Replicator {
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = 5 * time.Second
 	}
-	return &Replicator{cfg: cfg, log: cfg.Logger, loops: map[string]*loop{}}
+	if cfg.MaxBatchBytes <= 0 {
+		cfg.MaxBatchBytes = store.DefaultMaxBatchBytes
+	}
+	cfg.Limits = cfg.Limits.WithDefaults()
+	if cfg.MaxPushBytes <= 0 {
+		cfg.MaxPushBytes = 2 * int64(cfg.Limits.MaxGroupBytes)
+	}
+	if cfg.PushReadTimeout <= 0 {
+		cfg.PushReadTimeout = 30 * time.Second
+	}
+	if cfg.MaxStreamsPerPeer <= 0 {
+		cfg.MaxStreamsPerPeer = 4
+	}
+	if cfg.MaxStreams <= 0 {
+		cfg.MaxStreams = 256
+	}
+	return &Replicator{cfg: cfg, log: cfg.Logger, loops: map[string]*loop{},
+		streams: newStreamLimiter(cfg.MaxStreamsPerPeer, cfg.MaxStreams), acks: map[string]PullAck{},
+		sleep: sleepCtx}
+}
+
+// sleepCtx waits d or until ctx ends, reporting whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // Start launches the loops the policy calls for, and follows trust list reloads.
@@ -92,7 +150,7 @@ func (r *Replicator) Start() {
 	r.started = true
 	r.mu.Unlock()
 	r.reconcile()
-	if first {
+	if first && r.cfg.Trust != nil {
 		r.cfg.Trust.OnChange(func(trust.Diff) { r.reconcile() })
 	}
 }
@@ -169,9 +227,26 @@ type loop struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu  sync.Mutex
-	st  LinkStatus
-	inc string // the peer's incarnation
+	mu     sync.Mutex
+	st     LinkStatus
+	inc    string             // the peer's incarnation
+	stream context.CancelFunc // ends the current pull stream (reconnect)
+	// cursor is the pull cursor durably applied, reported to the peer in
+	// hellos (pull acks).
+	cursor atomic.Int64
+	// fromZero makes the next pull start from 0 (this node took a new
+	// incarnation: what peers left out as its echo must come again).
+	fromZero atomic.Bool
+}
+
+// reconnect ends the loop's current stream, if any; the loop dials again.
+func (l *loop) reconnect() {
+	l.mu.Lock()
+	cancel := l.stream
+	l.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
 }
 
 func (r *Replicator) newLoop(p identity.Peer, a policy.Action) *loop {
@@ -213,10 +288,8 @@ func (l *loop) run() {
 		}
 		// Full jitter: a peer that is down costs a log line and a metric.
 		wait := time.Duration(rand.Int64N(int64(backoff))) + backoff/2
-		select {
-		case <-l.ctx.Done():
+		if !l.r.sleep(l.ctx, wait) {
 			return
-		case <-time.After(wait):
 		}
 		backoff = min(backoff*2, l.r.cfg.MaxBackoff)
 	}
@@ -226,7 +299,7 @@ func (l *loop) run() {
 func (l *loop) hello() (peer.Hello, error) {
 	ctx, cancel := context.WithTimeout(l.ctx, 10*time.Second)
 	defer cancel()
-	h, err := l.r.cfg.Client.Hello(ctx, l.peer.Name)
+	h, err := l.r.cfg.Client.HelloWith(ctx, l.peer.Name, nil)
 	if err != nil {
 		return h, err
 	}
@@ -260,6 +333,13 @@ func (l *loop) start(kind string) (peer.Hello, int64, error) {
 			l.r.log.Info("sync: peer has a new incarnation; starting from 0", "peer", l.peer.Name, "cursor", kind, "old", inc, "new", h.Incarnation)
 		}
 		cursor = 0
+	} else if kind == store.CursorPull && cursor > h.DBVersion {
+		// The peer is behind what this node has already pulled from it
+		// under the same incarnation: its database was restored from an
+		// older copy. The pull request tells it (it takes a new
+		// incarnation); this node then starts from 0.
+		l.r.log.Warn("sync: peer's db_version is behind this node's cursor for it; it was restored from an older copy and is told to take a new incarnation",
+			"peer", l.peer.Name, "cursor", cursor, "peer_db_version", h.DBVersion, "incarnation", inc)
 	}
 	return h, cursor, nil
 }

@@ -29,6 +29,7 @@ type LinkStatus struct {
 	LagSeconds    float64 `json:"lag_seconds"`
 	Applied       int64   `json:"changes"`
 	Refused       int64   `json:"refused"`
+	Held          int64   `json:"held"`
 	Errors        int64   `json:"errors"`
 	LastError     string  `json:"last_error,omitempty"`
 

@@ -55,7 +55,7 @@ func (s *Store) openWriterDB(path string) (*sql.DB, error) {
 		},
 		"outpost_hlc":    func(*sqlite.FunctionContext, []driver.Value) (driver.Value, error) { return s.curTx().hlc, nil },
 		"outpost_dbv":    func(*sqlite.FunctionContext, []driver.Value) (driver.Value, error) { return s.curTx().dbv, nil },
-		"outpost_origin": func(*sqlite.FunctionContext, []driver.Value) (driver.Value, error) { return s.origin, nil },
+		"outpost_origin": func(*sqlite.FunctionContext, []driver.Value) (driver.Value, error) { return s.Origin(), nil },
 	}
 	for name, fn := range fns {
 		if err := drv.RegisterScalarFunction(name, 0, fn); err != nil {

@@ -9,6 +9,28 @@ import (
 	"github.com/outpost-edge/outpost"
 )
 
+// DefaultMaxBatchBytes bounds the approximate bytes of one ChangesSince batch
+// when the filter sets none.
+const DefaultMaxBatchBytes = 4 << 20
+
+// ChangeFilter selects what ChangesSinceFilter returns.
+type ChangeFilter struct {
+	// Exclude leaves out changes of this exact origin (the requester's
+	// current incarnation: echo suppression). Changes of the requester's
+	// earlier incarnations are kept, so a node that lost its own writes
+	// (restored from a backup) gets them back.
+	Exclude string
+	// OwnOnly keeps only changes this node originated (any incarnation of
+	// its name): an edge relays nothing but its own writes.
+	OwnOnly bool
+	// MaxChanges bounds the changes of one batch (about: whole groups); 0 =
+	// 5000.
+	MaxChanges int
+	// MaxBytes bounds the approximate bytes of one batch (see ChangeBytes);
+	// 0 = DefaultMaxBatchBytes.
+	MaxBytes int
+}
+
 // ChangesSince returns this node's groups with db_version in (since, ...],
 // oldest first, whole groups only, about maxChanges changes at most (a
 // single larger group is returned whole), read from one consistent snapshot.
@@ -16,6 +38,22 @@ import (
 // left out, so a group may come back empty or be skipped; through is the
 // db_version up to which everything was considered, for the caller's cursor.
 func (s *Store) ChangesSince(ctx context.Context, since int64, exclude string, maxChanges int) (groups []outpost.Group, through int64, err error) {
+	return s.ChangesSinceFilter(ctx, since, ChangeFilter{Exclude: exclude, MaxChanges: maxChanges})
+}
+
+// ChangesSinceFilter is ChangesSince with a filter and a byte bound: a
+// batch ends at the first group that would take it past f.MaxChanges changes
+// or f.MaxBytes bytes, but always holds at least one group, so a caller
+// makes progress whatever the size of a group. Groups are whole, from one
+// read snapshot; through is the db_version everything up to which was
+// considered.
+func (s *Store) ChangesSinceFilter(ctx context.Context, since int64, f ChangeFilter) (groups []outpost.Group, through int64, err error) {
+	if f.MaxChanges <= 0 {
+		f.MaxChanges = 5000
+	}
+	if f.MaxBytes <= 0 {
+		f.MaxBytes = DefaultMaxBatchBytes
+	}
 	if s.closed.Load() {
 		return nil, since, &Error{Code: CodeUnavailable, Statement: -1, Message: "the store is closed", Err: outpost.ErrClosed}
 	}
@@ -35,35 +73,95 @@ func (s *Store) ChangesSince(ctx context.Context, since int64, exclude string, m
 	if committed <= since {
 		return nil, committed, nil
 	}
-	// Read windows of db_versions until enough changes are found; a window
-	// grows while it finds few.
-	upTo := since
-	window := int64(256)
-	var all []outpost.Change
-	var dbvs []int64
-	for upTo < committed && len(all) < maxChanges {
-		hi := min(committed, upTo+window)
-		chs, vs, err := s.readWindow(ctx, conn, upTo, hi)
+	b := batcher{f: f, self: s.opts.Identity.Name, upTo: since}
+	// Read windows of db_versions until the batch is full. A window grows
+	// while it finds little and is sized by the density seen so far, so one
+	// window holds about what the batch still has room for.
+	window := int64(64)
+	for b.upTo < committed && !b.full {
+		lo, hi := b.upTo, min(committed, b.upTo+window)
+		chs, vs, err := s.readWindow(ctx, conn, lo, hi)
 		if err != nil {
 			return nil, since, fmt.Errorf("changes since %d: %w", since, err)
 		}
-		all, dbvs = append(all, chs...), append(dbvs, vs...)
-		upTo = hi
-		if len(chs) < maxChanges/4 && window < 1<<20 {
-			window *= 2
+		b.add(chs, vs, hi)
+		window = nextWindow(window, hi-lo, len(chs), f.MaxChanges-b.changes)
+	}
+	return b.groups, b.upTo, nil
+}
+
+// nextWindow sizes the next read window from the density of the last one.
+func nextWindow(window, span int64, found, room int) int64 {
+	next := window * 4
+	if found > 0 && span > 0 {
+		perDBV := max(1, int64(found)/max(1, span))
+		next = min(next, max(1, int64(room)/perDBV))
+	}
+	return max(1, min(next, 1<<20))
+}
+
+// batcher collects whole groups up to the filter's bounds.
+type batcher struct {
+	f       ChangeFilter
+	self    string
+	groups  []outpost.Group
+	changes int
+	bytes   int
+	upTo    int64 // every db_version up to here is taken (or filtered out)
+	full    bool
+}
+
+// add takes the changes of the window (lo, hi], in db_version order.
+func (b *batcher) add(chs []outpost.Change, dbvs []int64, hi int64) {
+	for i := 0; i < len(chs); {
+		dbv := dbvs[i]
+		g := outpost.Group{DBV: dbv}
+		size := 0
+		for ; i < len(chs) && dbvs[i] == dbv; i++ {
+			ch := chs[i]
+			if ch.Origin == b.f.Exclude || (b.f.OwnOnly && outpost.OriginName(ch.Origin) != b.self) {
+				continue
+			}
+			g.Changes = append(g.Changes, ch)
+			size += ChangeBytes(&ch)
+		}
+		if len(g.Changes) > 0 {
+			if len(b.groups) > 0 && (b.changes+len(g.Changes) > b.f.MaxChanges || b.bytes+size > b.f.MaxBytes) {
+				b.full = true
+				b.upTo = dbv - 1
+				return
+			}
+			b.groups = append(b.groups, g)
+			b.changes += len(g.Changes)
+			b.bytes += size
+		}
+		b.upTo = dbv
+		if b.changes >= b.f.MaxChanges || b.bytes >= b.f.MaxBytes {
+			b.full = true
+			return
 		}
 	}
-	for i, ch := range all {
-		if ch.Origin == exclude {
-			continue
-		}
-		if n := len(groups); n == 0 || groups[n-1].DBV != dbvs[i] {
-			groups = append(groups, outpost.Group{DBV: dbvs[i]})
-		}
-		g := &groups[len(groups)-1]
-		g.Changes = append(g.Changes, ch)
+	b.upTo = hi
+}
+
+// ChangeBytes is the approximate size of a change on the wire and in
+// memory: its names, key and value, plus a fixed overhead.
+func ChangeBytes(ch *outpost.Change) int {
+	n := 48 + len(ch.Table) + len(ch.Col) + len(ch.Origin) + valueBytes(ch.Val)
+	for _, v := range ch.PK {
+		n += valueBytes(v)
 	}
-	return groups, upTo, nil
+	return n
+}
+
+func valueBytes(v any) int {
+	switch x := v.(type) {
+	case string:
+		return len(x) + 8
+	case []byte:
+		return len(x) + 8
+	}
+	return 9
 }
 
 // readWindow reads every table's clock rows with dbv in (lo, hi], in

@@ -90,6 +90,7 @@ type Store struct {
 	ids   *ids.Generator
 	slugs *ids.SlugRegistry
 
+	incMu          sync.RWMutex // guards incarnation and origin (RotateIncarnation)
 	incarnation    string
 	origin         string // name/incarnation, recorded with every local change
 	newIncarnation bool   // the database was created by this Open
@@ -357,10 +358,10 @@ func (s *Store) closeDBs() error {
 func (s *Store) Identity() outpost.Identity { return s.opts.Identity }
 
 // Incarnation returns the random identifier of this database's lifetime.
-func (s *Store) Incarnation() string { return s.incarnation }
+func (s *Store) Incarnation() string { s.incMu.RLock(); defer s.incMu.RUnlock(); return s.incarnation }
 
 // Origin returns the origin recorded with this node's changes: name/incarnation.
-func (s *Store) Origin() string { return s.origin }
+func (s *Store) Origin() string { s.incMu.RLock(); defer s.incMu.RUnlock(); return s.origin }
 
 // NewIncarnation reports whether this database was created by this Open.
 func (s *Store) NewIncarnation() bool { return s.newIncarnation }

@@ -147,6 +147,9 @@ func (w *Writer) Write(f Frame) error {
 	}
 	w.buf.Reset()
 	if err := appendFrame(&w.buf, f, w.lim); err != nil {
+		if w.buf.Cap() > keepBufferBytes {
+			w.buf = bytes.Buffer{}
+		}
 		return err
 	}
 	_, err := w.w.Write(w.buf.Bytes())
@@ -162,12 +165,13 @@ func (w *Writer) Write(f Frame) error {
 
 // Reader reads frames from a stream.
 type Reader struct {
-	r   io.Reader
-	lim Limits
-	dm  cbor.DecMode
-	hdr [headerBytes]byte
-	buf []byte
-	err error
+	r     io.Reader
+	lim   Limits
+	dm    cbor.DecMode
+	hdr   [headerBytes]byte
+	buf   []byte
+	err   error
+	bytes int // frame bytes of the last frame (or group in parts) returned
 }
 
 // NewReader returns a Reader that reads frames from r and refuses any frame
@@ -177,7 +181,8 @@ func NewReader(r io.Reader, lim Limits) *Reader {
 	return &Reader{r: r, lim: lim, dm: decModeFor(lim)}
 }
 
-// Read reads, decodes and validates the next frame.
+// Read reads, decodes and validates the next frame. A group sent in parts
+// comes back as one group frame (see Frame), once all its parts are read.
 //
 // It returns io.EOF, unwrapped, only when the stream ends cleanly between
 // frames; a stream that ends inside a frame gives an error wrapping
@@ -191,14 +196,27 @@ func (r *Reader) Read() (Frame, error) {
 	if r.err != nil {
 		return Frame{}, r.err
 	}
-	f, err := r.read()
+	f, n, err := r.read()
+	if err == nil && f.More {
+		f, n, err = r.joinParts(f, n)
+	}
 	if err != nil {
 		r.err = err
 	}
+	r.bytes = n
 	return f, err
 }
 
-func (r *Reader) read() (Frame, error) {
+// LastFrameBytes returns the bytes the last frame Read returned took on the
+// stream (all parts of a group in parts), length prefixes included.
+func (r *Reader) LastFrameBytes() int { return r.bytes }
+
+func (r *Reader) read() (Frame, int, error) {
+	f, err := r.readOne()
+	return f, int(binary.BigEndian.Uint32(r.hdr[:])) + headerBytes, err
+}
+
+func (r *Reader) readOne() (Frame, error) {
 	if _, err := io.ReadFull(r.r, r.hdr[:]); err != nil {
 		if err == io.EOF {
 			return Frame{}, io.EOF

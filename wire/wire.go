@@ -79,11 +79,18 @@ func (t FrameType) String() string {
 //
 // On the wire it is a CBOR map with small integer keys; keys a reader does
 // not know are ignored, so later versions may add fields.
+//
+// A group too large for one frame travels as parts: group frames of the
+// same db_version, each with More set but the last, which a Reader joins
+// into one group (at most Limits.MaxGroupBytes of frames) before returning
+// it, so a receiver applies a group whole or not at all. Only a peer that
+// said it joins parts is sent them.
 type Frame struct {
 	Type    FrameType      `cbor:"1,keyasint"`
 	Group   *outpost.Group `cbor:"2,keyasint,omitempty"`
 	DBV     int64          `cbor:"3,keyasint,omitempty"`
 	Message string         `cbor:"4,keyasint,omitempty"`
+	More    bool           `cbor:"5,keyasint,omitempty"` // group frames: more parts of this group follow
 }
 
 // GroupFrame returns a FrameGroup frame carrying g.
@@ -112,14 +119,17 @@ type Limits struct {
 	// MaxValueBytes bounds one string or blob: a value, a primary key
 	// element, a table, column or origin name, an error message.
 	MaxValueBytes int
+	// MaxGroupBytes bounds the frames of one group sent as parts, together.
+	MaxGroupBytes int
 }
 
 // DefaultLimits are the limits of a node: 32 MiB per frame, 1,000,000
-// changes per group and 16 MiB per value.
+// changes per group, 16 MiB per value and 256 MiB per group in parts.
 var DefaultLimits = Limits{
 	MaxFrameBytes: 32 << 20,
 	MaxChanges:    1_000_000,
 	MaxValueBytes: 16 << 20,
+	MaxGroupBytes: 256 << 20,
 }
 
 // withDefaults fills unset fields from DefaultLimits and clamps the frame
@@ -136,6 +146,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxValueBytes <= 0 {
 		l.MaxValueBytes = DefaultLimits.MaxValueBytes
+	}
+	if l.MaxGroupBytes <= 0 {
+		l.MaxGroupBytes = DefaultLimits.MaxGroupBytes
 	}
 	return l
 }
@@ -171,6 +184,11 @@ func (f Frame) Validate(lim Limits) error {
 			return malformed("group frame also carries a db_version (%d) or message (%q)", f.DBV, f.Message)
 		}
 		return validateGroup(f.Group, lim)
+	}
+	if f.More {
+		return malformed("%s frame says more parts follow; only a group frame has parts", f.Type)
+	}
+	switch f.Type {
 	case FrameHeartbeat, FrameProgress:
 		if f.Group != nil || f.Message != "" {
 			return malformed("%s frame also carries a group or message", f.Type)
@@ -321,3 +339,6 @@ func typeName(v any) string {
 	}
 	return "nil"
 }
+
+// WithDefaults returns l with every unset field filled from DefaultLimits.
+func (l Limits) WithDefaults() Limits { return l.withDefaults() }

@@ -1,0 +1,189 @@
+package replication
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/outpost-edge/outpost"
+	"github.com/outpost-edge/outpost/peer"
+	"github.com/outpost-edge/outpost/policy"
+	"github.com/outpost-edge/outpost/store"
+	"github.com/outpost-edge/outpost/wire"
+)
+
+// Routes registers the sync routes on the peer server, and reads the pull
+// cursors peers report in their hellos.
+func (r *Replicator) Routes(s *peer.Server) {
+	s.Handle("GET "+ChangesPath, policy.Pull, http.HandlerFunc(r.serveChanges))
+	s.Handle("POST "+ChangesPath, policy.Push, http.HandlerFunc(r.receivePush))
+	s.OnHello(r.observeHello)
+}
+
+// filter is what this node serves a peer whose current origin is exclude:
+// everything but the peer's own current changes; an edge serves only its
+// own writes (a farm sibling relays nothing else).
+func (r *Replicator) filter(exclude string) store.ChangeFilter {
+	return store.ChangeFilter{Exclude: exclude, OwnOnly: r.cfg.Self.Role == outpost.RoleEdge,
+		MaxChanges: r.cfg.BatchSize, MaxBytes: r.cfg.MaxBatchBytes}
+}
+
+// serveChanges streams groups with db_version > since, then stays open and
+// sends new groups as they commit, with heartbeats. Changes that originated
+// at the requester's current incarnation are left out. A group too large
+// for a frame is sent in parts to a puller that joins them (parts=1); one
+// that cannot be sent at all is skipped with an error log and a refusal
+// count, so it never wedges the stream.
+func (r *Replicator) serveChanges(w http.ResponseWriter, req *http.Request) {
+	p, _ := peer.From(req.Context())
+	q := req.URL.Query()
+	since, err := strconv.ParseInt(q.Get("since"), 10, 64)
+	if err != nil || since < 0 {
+		peer.WriteError(w, http.StatusBadRequest, "bad_request", "since must be a db_version >= 0")
+		return
+	}
+	origin := q.Get("origin")
+	if originName(origin) != p.Name {
+		peer.WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("origin %q is not %s's (NAME/incarnation)", origin, p.Name))
+		return
+	}
+	release, ok := r.acquire(w, p.Name)
+	if !ok {
+		return
+	}
+	defer release()
+	if r.regressed(req.Context(), p.Name, q.Get("incarnation"), since) {
+		peer.WriteError(w, http.StatusConflict, "incarnation_changed", "this node's database is behind your cursor for it (restored from a copy); it has a new incarnation: say hello again")
+		return
+	}
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		peer.WriteError(w, http.StatusInternalServerError, "internal", "streaming unsupported")
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-outpost-frames")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	fw := wire.NewWriterLimits(bw, r.cfg.Limits)
+	flush := func() error {
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		fl.Flush()
+		return nil
+	}
+	s := &server{r: r, peer: p.Name, fw: fw, parts: q.Get("parts") == "1"}
+	st := r.cfg.Store
+	ctx := req.Context()
+	f := r.filter(origin)
+	tick := time.NewTicker(r.cfg.Heartbeat)
+	defer tick.Stop()
+	for {
+		changed := st.Changed()
+		groups, through, err := st.ChangesSinceFilter(ctx, since, f)
+		if err != nil {
+			if ctx.Err() == nil {
+				_ = fw.Write(wire.ErrorFrame(err.Error()))
+				_ = flush()
+			}
+			return
+		}
+		if err := s.writeGroups(groups); err != nil {
+			return
+		}
+		if through > since {
+			if err := fw.Write(wire.ProgressFrame(through)); err != nil {
+				return
+			}
+			if err := flush(); err != nil {
+				return
+			}
+			since = through
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-tick.C:
+			if err := fw.Write(wire.HeartbeatFrame(st.DBVersion())); err != nil {
+				return
+			}
+			if err := flush(); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// server is one pull stream being served.
+type server struct {
+	r     *Replicator
+	peer  string
+	fw    *wire.Writer
+	parts bool // the puller joins groups in parts
+}
+
+// writeGroups writes groups, skipping (loudly) a group the frames cannot
+// carry; it fails only when the stream does.
+func (s *server) writeGroups(groups []outpost.Group) error {
+	for i := range groups {
+		err := s.fw.WriteGroup(&groups[i], s.parts)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, wire.ErrTooLarge) && !errors.Is(err, wire.ErrMalformed) {
+			return err // the stream broke
+		}
+		s.r.skipGroup(s.peer, &groups[i], err)
+	}
+	return nil
+}
+
+// skipGroup logs and counts a group that cannot be sent to peer; the
+// cursor moves past it so the link goes on.
+func (r *Replicator) skipGroup(peerName string, g *outpost.Group, err error) {
+	r.refuse("group_not_sent", peerName)
+	r.log.Error("sync: a group cannot be sent to this peer and is skipped; the peer will not get it over this link",
+		"peer", peerName, "db_version", g.DBV, "changes", len(g.Changes), "max_frame_bytes", r.cfg.Limits.MaxFrameBytes,
+		"max_group_bytes", r.cfg.Limits.MaxGroupBytes, "err", err)
+}
+
+// regressed reports whether a peer's cursor for this node's current
+// incarnation (inc) is past this node's db_version: the database was
+// restored from an older copy, and every db_version it issues again would
+// be skipped by that peer. The node then takes a new incarnation, so peers
+// start again from 0 and its lost writes (of the old origin) come back.
+func (r *Replicator) regressed(ctx context.Context, peerName, inc string, cursor int64) bool {
+	st := r.cfg.Store
+	if inc == "" || inc != st.Incarnation() || cursor <= st.DBVersion() {
+		return false
+	}
+	r.rotateMu.Lock()
+	defer r.rotateMu.Unlock()
+	if inc != st.Incarnation() {
+		return true // rotated meanwhile
+	}
+	reason := fmt.Sprintf("%s has pulled this node's changes up to db_version %d of incarnation %s, but this database is at %d: it was restored from an older copy", peerName, cursor, inc, st.DBVersion())
+	if _, err := st.RotateIncarnation(context.WithoutCancel(ctx), reason); err != nil {
+		r.log.Error("sync: database regression detected but the new incarnation failed", "peer", peerName, "err", err)
+		return true
+	}
+	r.log.Warn("sync: database regression detected; took a new incarnation", "peer", peerName, "peer_cursor", cursor, "db_version", st.DBVersion())
+	// This node's own pull streams named the old origin, which peers
+	// leave out as an echo: pull again from 0 under the new one, so the
+	// writes this node lost come back.
+	r.mu.Lock()
+	for _, l := range r.loops {
+		if l.action == policy.Pull {
+			l.fromZero.Store(true)
+			l.reconnect()
+		}
+	}
+	r.mu.Unlock()
+	return true
+}
