@@ -38,10 +38,18 @@ type Config struct {
 	MaxAhead   time.Duration    // a remote change further ahead is refused; 0 = store.DefaultMaxAhead
 	// MaxHeld and MaxHeldPerSender bound the held changes; 0 = the store's defaults.
 	MaxHeld, MaxHeldPerSender int
-	TrustFile                 string // trust list; empty = no peers and no peer listener
-	PolicyFile                string // push/pull matrix overrides; empty = the default matrix
-	PeerAddr                  string // peer listener address (used with TrustFile); ":0" picks a free port
-	PushAll                   bool   // push to every peer the policy allows, not only farm siblings
+	// PeerReadHeaderTimeout, PeerReadTimeout and PeerIdleTimeout are the
+	// peer listener's timeouts; 0 = peer's defaults (10s, 60s, 2m).
+	PeerReadHeaderTimeout, PeerReadTimeout, PeerIdleTimeout time.Duration
+	// MaxStreams and MaxStreamsPerPeer bound the sync requests served at
+	// once; 0 = replication's defaults (256, 4).
+	MaxStreams, MaxStreamsPerPeer int
+	// MaxPushBytes bounds one push body; 0 = replication's default (512 MiB).
+	MaxPushBytes int64
+	TrustFile    string // trust list; empty = no peers and no peer listener
+	PolicyFile   string // push/pull matrix overrides; empty = the default matrix
+	PeerAddr     string // peer listener address (used with TrustFile); ":0" picks a free port
+	PushAll      bool   // push to every peer the policy allows, not only farm siblings
 	// IdentityFrom holds pre-generated identities, one directory per node
 	// name; with IdentityName set, a data directory without an identity
 	// adopts IdentityFrom/IdentityName.

@@ -32,6 +32,7 @@ func (n *Node) openPeers() error {
 	cfg := peer.Config{
 		Self: identity.Peer{Identity: n.Identity, Key: n.Key.Public()}, Key: n.Key,
 		Trust: ts, Policy: n.Policy, Logger: n.log.With("component", "peer"),
+		ReadHeaderTimeout: n.cfg.PeerReadHeaderTimeout, ReadTimeout: n.cfg.PeerReadTimeout, IdleTimeout: n.cfg.PeerIdleTimeout,
 	}
 	var err error
 	if n.Peers, err = peer.NewServer(cfg); err != nil {
@@ -44,6 +45,7 @@ func (n *Node) openPeers() error {
 	n.Repl = replication.New(replication.Config{
 		Self: n.Identity, Store: n.Store, Trust: ts, Policy: n.Policy, Client: n.Client, Hello: n.hello,
 		Logger: n.log.With("component", "sync"), PushAll: n.cfg.PushAll, Refusals: n.Peers.Refusals,
+		MaxStreams: n.cfg.MaxStreams, MaxStreamsPerPeer: n.cfg.MaxStreamsPerPeer, MaxPushBytes: n.cfg.MaxPushBytes,
 		OnCaughtUp: func() {
 			n.caughtUp.Store(true)
 			n.Store.SetSlugsReady(true)

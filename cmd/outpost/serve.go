@@ -55,6 +55,12 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	readTimeout := fs.Duration("api-read-timeout", api.DefaultTimeouts.Read, "API listener: time to read a whole request, body included")
 	writeTimeout := fs.Duration("api-write-timeout", api.DefaultTimeouts.Write, "API listener: time from a request's headers to the end of its response (keep above --statement-timeout)")
 	idleTimeout := fs.Duration("api-idle-timeout", api.DefaultTimeouts.Idle, "API listener: how long an idle keep-alive connection stays open")
+	peerReadHeaderTimeout := fs.Duration("peer-read-header-timeout", 10*time.Second, "peer listener: time for the TLS handshake and a request's headers")
+	peerReadTimeout := fs.Duration("peer-read-timeout", 60*time.Second, "peer listener: time to read a request body (a push extends it after every frame; pull streams have no body)")
+	peerIdleTimeout := fs.Duration("peer-idle-timeout", 2*time.Minute, "peer listener: how long a connection with no open stream stays open")
+	maxStreams := fs.Int("max-streams", 256, "most sync requests (pull streams, pushes) served at once; beyond, 503 server_busy")
+	maxStreamsPerPeer := fs.Int("max-streams-per-peer", 4, "most sync requests served at once to one peer; beyond, 429 too_many_streams")
+	maxPushBytes := fs.Int64("max-push-bytes", 512<<20, "largest push body in bytes; beyond, 413 push_too_large")
 	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile of the whole run to this file (for performance work)")
 	var idf identityFlags
 	idf.register(fs)
@@ -72,6 +78,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		Ephemeral: *ephemeral, DrainTimeout: *drainTimeout, ReadyMaxLag: *readyMaxLag,
 		Protocol: *protocol, MinProtocol: *minProtocol,
 		StatementTimeout: *stmtTimeout, MaxResultBytes: *maxResult,
+		PeerReadHeaderTimeout: *peerReadHeaderTimeout, PeerReadTimeout: *peerReadTimeout, PeerIdleTimeout: *peerIdleTimeout,
+		MaxStreams: *maxStreams, MaxStreamsPerPeer: *maxStreamsPerPeer, MaxPushBytes: *maxPushBytes,
 		APITimeouts: api.Timeouts{ReadHeader: *readHeaderTimeout, Read: *readTimeout, Write: *writeTimeout, Idle: *idleTimeout},
 	}
 	if cfg.StatementTimeout == 0 {
