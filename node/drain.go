@@ -10,6 +10,7 @@ import (
 
 	"github.com/outpost-edge/outpost"
 	"github.com/outpost-edge/outpost/replication"
+	"github.com/outpost-edge/outpost/store"
 )
 
 // Ready reports why the node should not receive traffic yet, or nil: the
@@ -23,6 +24,15 @@ func (n *Node) Ready() error {
 	}
 	if n.draining.Load() {
 		return errors.New("draining")
+	}
+	if n.Store.HeldForDrift() {
+		// A peer's clock is ahead: its changes wait (and the rest applies);
+		// this node is missing them meanwhile.
+		if at, ok, err := n.Store.OldestHeld(context.Background(), store.RuleDrift); err == nil && ok {
+			if grace := cmp.Or(n.cfg.ReadyDriftGrace, 5*time.Second); time.Since(at) > grace {
+				return fmt.Errorf("changes held since %s because a peer's clock is ahead of this node's by more than --max-drift (they apply when this clock catches up)", at.UTC().Format(time.RFC3339))
+			}
+		}
 	}
 	if n.Repl == nil {
 		return nil

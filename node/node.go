@@ -62,6 +62,9 @@ type Config struct {
 	DrainTimeout time.Duration // longest wait for that hand-off; 0 = 20s
 	ReadyMaxLag  int64         // /readyz fails while a pull link is further behind (db_versions); 0 = 10,000
 	ReadyGrace   time.Duration // with no upstream reachable at all, ready anyway after this; 0 = 30s
+	// ReadyDriftGrace: /readyz fails while a change has been held for
+	// clock drift longer than this; 0 = 5s.
+	ReadyDriftGrace time.Duration
 	// Protocol and MinProtocol override the protocol range this node
 	// announces (rolling-upgrade tests); 0 = this build's.
 	Protocol, MinProtocol int

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"sort"
@@ -171,6 +172,19 @@ func (s *Store) Refusals() []Refusal {
 // HeldForDrift reports whether changes are held because their origin's
 // clock is ahead of this node's (they apply once the clock catches up).
 func (s *Store) HeldForDrift() bool { return s.driftHeld.Load() }
+
+// OldestHeld returns when the oldest change held under rule was held, and
+// false if none is.
+func (s *Store) OldestHeld(ctx context.Context, rule string) (time.Time, bool, error) {
+	var ms sql.NullInt64
+	if err := s.rdb.QueryRowContext(ctx, `SELECT min(held_at) FROM outpost_held WHERE rule = ?`, rule).Scan(&ms); err != nil {
+		return time.Time{}, false, fmt.Errorf("oldest held change: %w", err)
+	}
+	if !ms.Valid {
+		return time.Time{}, false, nil
+	}
+	return time.UnixMilli(ms.Int64), true, nil
+}
 
 // Held returns how many changes are held, per rule.
 func (s *Store) Held(ctx context.Context) (map[string]int64, error) {
