@@ -101,10 +101,11 @@ var (
 	descHeld       = prometheus.NewDesc("outpost_held_changes", "Remote changes held to be judged again, by rule (schema, drift, origin_unknown, constraint).", []string{"rule"}, nil)
 	descTombstones = prometheus.NewDesc("outpost_tombstones", "Deleted rows whose tombstone is kept.", nil, nil)
 	descReady      = prometheus.NewDesc("outpost_ready", "1 when /readyz answers 200.", nil, nil)
+	descPeerBytes  = prometheus.NewDesc("outpost_peer_bytes_total", "Bytes on the peer transport's TCP connections (TLS included), accepted and dialed, by direction (in = read, out = written).", []string{"direction"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descDBVersion, descTx, descLagVers, descLagSecs, descConnected, descSyncErrors, descChanges, descRefused, descRefusals, descHeld, descTombstones, descReady} {
+	for _, d := range []*prometheus.Desc{descDBVersion, descTx, descLagVers, descLagSecs, descConnected, descSyncErrors, descChanges, descRefused, descRefusals, descHeld, descTombstones, descReady, descPeerBytes} {
 		ch <- d
 	}
 }
@@ -125,6 +126,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, r := range st.Refusals() {
 		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(r.Count), r.Sender, r.Rule)
+	}
+	if n.Peers != nil && n.Client != nil {
+		ch <- prometheus.MustNewConstMetric(descPeerBytes, prometheus.CounterValue, float64(n.Peers.Bytes.In()+n.Client.Bytes.In()), "in")
+		ch <- prometheus.MustNewConstMetric(descPeerBytes, prometheus.CounterValue, float64(n.Peers.Bytes.Out()+n.Client.Bytes.Out()), "out")
 	}
 	if n.Repl != nil {
 		for _, l := range n.Repl.Status() {

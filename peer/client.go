@@ -24,6 +24,7 @@ type Client struct {
 	cfg      Config
 	cert     tls.Certificate
 	Refusals *Refusals
+	Bytes    *Bytes // bytes read from and written to peers on dialed connections
 
 	mu      sync.Mutex
 	clients map[string]*http.Client // by peer name + key
@@ -65,7 +66,7 @@ func NewClient(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, cert: cert, Refusals: newRefusals(), clients: map[string]*http.Client{}}
+	c := &Client{cfg: cfg, cert: cert, Refusals: newRefusals(), Bytes: &Bytes{}, clients: map[string]*http.Client{}}
 	return c, nil
 }
 
@@ -165,6 +166,7 @@ func (c *Client) httpClient(p identity.Peer) *http.Client {
 	}
 	tr := &http.Transport{
 		TLSClientConfig:     tlsCfg,
+		DialContext:         c.Bytes.dialContext,
 		ForceAttemptHTTP2:   true,
 		TLSHandshakeTimeout: 10 * time.Second,
 		IdleConnTimeout:     2 * time.Minute,

@@ -55,6 +55,7 @@ type Server struct {
 	srv      *http.Server
 	ln       net.Listener
 	Refusals *Refusals
+	Bytes    *Bytes // bytes read from and written to peers on accepted connections
 
 	mu         sync.Mutex
 	conns      map[string]map[net.Conn]struct{} // by key fingerprint
@@ -80,7 +81,7 @@ func NewServer(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, cert: cert, mux: http.NewServeMux(), Refusals: newRefusals(),
+	s := &Server{cfg: cfg, log: cfg.Logger, cert: cert, mux: http.NewServeMux(), Refusals: newRefusals(), Bytes: &Bytes{},
 		conns: map[string]map[net.Conn]struct{}{}}
 	s.base, s.cancel = context.WithCancel(context.Background())
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -130,7 +131,7 @@ func (s *Server) Listen(addr string) error {
 	if err != nil {
 		return fmt.Errorf("peer listen on %s: %w", addr, err)
 	}
-	s.ln = ln
+	s.ln = s.Bytes.listener(ln)
 	s.srv = &http.Server{
 		Handler:           s.mux,
 		TLSConfig:         s.tlsConfig(),

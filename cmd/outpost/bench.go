@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -26,11 +27,45 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	duration := fs.Duration("duration", 5*time.Second, "time limit per scenario")
 	maxOps := fs.Int64("max-ops", 200_000, "operation limit per scenario")
 	asJSON := fs.Bool("json", false, "print results as JSON")
-	suite := fs.String("suite", "api", "api (one node's API and disk) or replication (the `up` fleet in this process: propagation, throughput, catch-up)")
+	suite := fs.String("suite", "api", "api (one node's API and disk), replication (the `up` fleet in this process: propagation, throughput, catch-up) or processes (one `outpost serve` process per node: deliveries per change, settle time, write rate, idle cost)")
+	farms := fs.Int("farms", 2, "processes suite: farms in the fleet (1 master + 1 node + farms x edges)")
+	edges := fs.Int("edges", 2, "processes suite: edges per farm")
+	writes := fs.Int("writes", 200, "processes suite: rows written at the first edge, one per transaction")
+	conc := fs.Int("concurrency", 16, "processes suite: clients writing at once")
+	idle := fs.Duration("idle", 10*time.Second, "processes suite: how long the idle fleet is measured (0 = skip)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	lim := bench.Limits{Duration: *duration, MaxOps: *maxOps}
+	if *suite == "processes" {
+		// Ctrl-C or SIGTERM cancels the run; Processes stops every node it
+		// started before returning.
+		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		self, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("processes bench: this binary: %w", err)
+		}
+		idleFor := *idle
+		if idleFor == 0 {
+			idleFor = -1
+		}
+		var logw io.Writer
+		if !*asJSON {
+			logw = stderr
+		}
+		rep, err := bench.Processes(ctx, bench.ProcessOptions{Binary: self, Dir: *dataDir, Farms: *farms, Edges: *edges,
+			Writes: *writes, Concurrency: *conc, Idle: idleFor, Log: logw})
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(rep)
+		}
+		return rep.WriteMarkdown(stdout)
+	}
 	if *suite == "replication" {
 		results, err := bench.Replication(ctx, lim, func(r bench.Result) {
 			if !*asJSON {
@@ -42,7 +77,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return printResults(stdout, results, *asJSON, 0)
 	} else if *suite != "api" {
-		return fmt.Errorf("--suite %q: want api or replication", *suite)
+		return fmt.Errorf("--suite %q: want api, replication or processes", *suite)
 	}
 	dir := *dataDir
 	if dir == "" {
