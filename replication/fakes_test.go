@@ -276,7 +276,7 @@ func (t *inproc) Do(ctx context.Context, name string, _ policy.Action, method, p
 		<-done
 		return nil, &peer.StatusError{Status: rw.status, Message: rw.buf.String()}
 	}
-	return &http.Response{StatusCode: rw.status, Body: pr}, nil
+	return &http.Response{StatusCode: rw.status, Header: rw.hdr.Clone(), Body: pr}, nil
 }
 
 // peerHello is the hello of a fake peer named PEER1.
