@@ -98,7 +98,12 @@ func (r *Replicator) serveChanges(w http.ResponseWriter, req *http.Request) {
 	st := r.cfg.Store
 	ctx := req.Context()
 	f := r.filter(origin)
-	inc := st.Incarnation()
+	// The incarnation the puller's cursor is for (from its hello): if this
+	// node has another by now, the puller must start over under it.
+	inc := q.Get("incarnation")
+	if inc == "" {
+		inc = st.Incarnation()
+	}
 	interval := r.cfg.Heartbeat
 	tick := time.NewTimer(interval)
 	defer tick.Stop()
