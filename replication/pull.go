@@ -242,7 +242,7 @@ func (p *puller) apply(through int64) error {
 // cursor moved (a pull ack, pulled=N&incarnation=INC, at most one per
 // heartbeat), the trust list was reloaded, or HelloInterval passed since
 // the last one (the liveness backstop of an idle link). acked is the
-// cursor the connect hello reported (-1: none). A hello that fails is
+// cursor the connect hello reported. A hello that fails is
 // tried again every heartbeat; after three failures in a row, or when the
 // peer answers with a new incarnation, the stream is dropped.
 func (l *loop) watchPeer(ctx context.Context, inc string, acked int64, dead func()) {
