@@ -111,6 +111,8 @@ type scriptTransport struct {
 	hello    peer.Hello
 	helloErr error
 	hellos   int
+	helloQs  []url.Values // of every hello
+	header   http.Header  // of every stream's response
 	streams  chan *script // one per Do
 	queries  []url.Values // of every Do
 }
@@ -139,17 +141,26 @@ func newScript(h peer.Hello) *scriptTransport {
 	return &scriptTransport{hello: h, streams: make(chan *script, 16)}
 }
 
-func (t *scriptTransport) HelloWith(context.Context, string, url.Values) (peer.Hello, error) {
+func (t *scriptTransport) HelloWith(_ context.Context, _ string, q url.Values) (peer.Hello, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.hellos++
+	t.helloQs = append(t.helloQs, q)
 	return t.hello, t.helloErr
+}
+
+// helloQueries returns the query of every hello so far.
+func (t *scriptTransport) helloQueries() []url.Values {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]url.Values(nil), t.helloQs...)
 }
 
 func (t *scriptTransport) Do(ctx context.Context, _ string, _ policy.Action, _, path string, _ []byte) (*http.Response, error) {
 	u, _ := url.Parse(path)
 	t.mu.Lock()
 	t.queries = append(t.queries, u.Query())
+	hdr := t.header.Clone()
 	t.mu.Unlock()
 	pr, pw := io.Pipe()
 	go func() {
@@ -157,7 +168,7 @@ func (t *scriptTransport) Do(ctx context.Context, _ string, _ policy.Action, _, 
 		pw.CloseWithError(ctx.Err())
 	}()
 	t.streams <- &script{ctx: ctx, pw: pw}
-	return &http.Response{StatusCode: http.StatusOK, Body: pr}, nil
+	return &http.Response{StatusCode: http.StatusOK, Header: hdr, Body: pr}, nil
 }
 
 func (t *scriptTransport) dials() []url.Values {
@@ -276,7 +287,7 @@ func (t *inproc) Do(ctx context.Context, name string, _ policy.Action, method, p
 		<-done
 		return nil, &peer.StatusError{Status: rw.status, Message: rw.buf.String()}
 	}
-	return &http.Response{StatusCode: rw.status, Body: pr}, nil
+	return &http.Response{StatusCode: rw.status, Header: rw.hdr.Clone(), Body: pr}, nil
 }
 
 // peerHello is the hello of a fake peer named PEER1.

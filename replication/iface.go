@@ -17,7 +17,9 @@ type Store interface {
 	Origin() string
 	Incarnation() string
 	DBVersion() int64
-	// Changed returns a channel closed at the next commit.
+	// Changed returns a channel closed at the next commit that takes a
+	// db_version (one that only moves cursors or merges nothing wakes
+	// nobody).
 	Changed() <-chan struct{}
 	Cursor(ctx context.Context, peer, kind string) (dbv int64, incarnation string, err error)
 	SetCursor(ctx context.Context, peer, kind, incarnation string, dbv int64) error

@@ -24,11 +24,13 @@ import (
 type activity struct {
 	last  atomic.Int64 // unix nanoseconds
 	busy  atomic.Int32
+	limit atomic.Int64 // the silence after which the stream is dropped
 	nowFn func() time.Time
 }
 
-func newActivity() *activity {
+func newActivity(limit time.Duration) *activity {
 	a := &activity{nowFn: time.Now}
+	a.limit.Store(int64(limit))
 	a.touch()
 	return a
 }
@@ -51,6 +53,9 @@ func (l *loop) pull() error {
 		return err
 	}
 	st := l.r.cfg.Store
+	// The connect hello reported the stored cursor (or, for a new
+	// incarnation of the peer, nothing this one needs: its cursor is 0).
+	acked := cursor
 	if l.fromZero.Swap(false) && cursor > 0 {
 		// Durably, so a restart does not resume past the changes peers
 		// left out as an echo of the old incarnation.
@@ -62,7 +67,7 @@ func (l *loop) pull() error {
 	}
 	l.cursor.Store(cursor)
 	q := url.Values{"since": {strconv.FormatInt(cursor, 10)}, "origin": {st.Origin()},
-		"incarnation": {h.Incarnation}, "parts": {"1"}}
+		"incarnation": {h.Incarnation}, "parts": {"1"}, "quiet": {"1"}}
 	sctx, cancelStream := context.WithCancel(l.ctx)
 	var wg sync.WaitGroup
 	defer func() {
@@ -72,32 +77,38 @@ func (l *loop) pull() error {
 	l.mu.Lock()
 	l.stream = cancelStream
 	l.mu.Unlock()
-	act := newActivity()
+	act := newActivity(4 * l.r.cfg.Heartbeat)
 	// The stream carries a frame at least every heartbeat; a stream silent
-	// for several (a peer gone without a FIN) is dropped so the loop dials
-	// again. A local apply in progress is not silence.
+	// for four (a peer gone without a FIN) is dropped so the loop dials
+	// again. A local apply in progress is not silence. The limit follows
+	// the longest heartbeat the peer announces for an idle stream.
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		l.watchdog(sctx, act, cancelStream)
 	}()
+	l.r.traffic.pulls.Add(1)
 	resp, err := l.r.cfg.Client.Do(sctx, l.peer.Name, policy.Pull, http.MethodGet, ChangesPath+"?"+q.Encode(), nil)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
+	if hb := announcedHeartbeat(resp.Header); hb > 0 {
+		act.limit.Store(int64(4 * max(hb, l.r.cfg.Heartbeat)))
+	}
 	l.update(func(s *LinkStatus) { s.Connected, s.Cursor, s.LastError = true, cursor, "" })
 	l.checkCaughtUp(cursor, h.DBVersion)
-	// The stream shows the peer's progress only as fast as this node reads
-	// it; ask the peer directly now and then so the lag is true while this
-	// node is behind (and tell it how far this node has pulled).
+	// Tell the peer how far this node has pulled when that moves, and
+	// check on it now and then; the hello answers keep the lag true while
+	// this node is behind (the stream shows the peer's progress only as
+	// fast as this node reads it).
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		l.watchPeer(sctx, h.Incarnation, cancelStream)
+		l.watchPeer(sctx, h.Incarnation, acked, cancelStream)
 	}()
 	p := &puller{l: l, inc: h.Incarnation, target: h.DBVersion, act: act}
-	err = p.read(resp.Body)
+	err = p.read(trafficReader{resp.Body, &l.r.traffic.pullBytes})
 	if sctx.Err() != nil && l.ctx.Err() == nil && !errors.Is(err, errApply) {
 		return fmt.Errorf("stream dropped (silent for too long, or the peer changed): %w", err)
 	}
@@ -107,9 +118,21 @@ func (l *loop) pull() error {
 // errApply marks a local apply failure.
 var errApply = errors.New("apply")
 
-// watchdog drops the stream when it has been silent for four heartbeats.
+// announcedHeartbeat is the longest heartbeat interval a peer announces for
+// an idle stream (HeaderHeartbeatMax, in milliseconds; at most a minute),
+// or 0 if it announces none (it sends one every Heartbeat, as protocol 1
+// peers do).
+func announcedHeartbeat(h http.Header) time.Duration {
+	ms, err := strconv.ParseInt(h.Get(HeaderHeartbeatMax), 10, 64)
+	if err != nil || ms <= 0 {
+		return 0
+	}
+	return min(time.Duration(ms)*time.Millisecond, time.Minute)
+}
+
+// watchdog drops the stream when it has been silent for act's limit (four
+// heartbeats).
 func (l *loop) watchdog(ctx context.Context, act *activity, dead func()) {
-	limit := 4 * l.r.cfg.Heartbeat
 	tick := time.NewTicker(l.r.cfg.Heartbeat)
 	defer tick.Stop()
 	for {
@@ -117,7 +140,7 @@ func (l *loop) watchdog(ctx context.Context, act *activity, dead func()) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			if act.silentFor() > limit {
+			if limit := time.Duration(act.limit.Load()); act.silentFor() > limit {
 				l.r.log.Info("sync: pull stream silent; reconnecting", "peer", l.peer.Name, "silent_for", limit)
 				dead()
 				return
@@ -151,6 +174,7 @@ func (p *puller) read(body io.Reader) error {
 			return err
 		}
 		p.act.touch()
+		l.r.traffic.frames.Add(1)
 		switch f.Type {
 		case wire.FrameGroup:
 			p.batch = append(p.batch, *f.Group)
@@ -168,6 +192,7 @@ func (p *puller) read(body io.Reader) error {
 				return err
 			}
 		case wire.FrameHeartbeat:
+			l.r.traffic.heartbeats.Add(1)
 			if pending > 0 {
 				through := pending
 				pending = 0
@@ -198,7 +223,9 @@ func (p *puller) apply(through int64) error {
 	}
 	p.batch, p.changes, p.bytes = nil, 0, 0
 	cursor := res.Through
-	l.cursor.Store(cursor)
+	if l.cursor.Swap(cursor) != cursor {
+		signal(l.moved) // an ack is due
+	}
 	l.update(func(s *LinkStatus) {
 		s.Cursor = cursor
 		s.PeerDBVersion = max(s.PeerDBVersion, through)
@@ -211,41 +238,55 @@ func (p *puller) apply(through int64) error {
 	return nil
 }
 
-// watchPeer says hello every heartbeat: it learns the peer's db_version
-// (the lag), tells the peer how far this node has durably pulled (pull
-// acks), and drops the stream when the peer stops answering or has a new
-// incarnation.
-func (l *loop) watchPeer(ctx context.Context, inc string, dead func()) {
-	tick := time.NewTicker(l.r.cfg.Heartbeat)
+// watchPeer says hello to the peer only when there is news: the pull
+// cursor moved (a pull ack, pulled=N&incarnation=INC, at most one per
+// heartbeat), the trust list was reloaded, or HelloInterval passed since
+// the last one (the liveness backstop of an idle link). acked is the
+// cursor the connect hello reported. A hello that fails is
+// tried again every heartbeat; after three failures in a row, or when the
+// peer answers with a new incarnation, the stream is dropped.
+func (l *loop) watchPeer(ctx context.Context, inc string, acked int64, dead func()) {
+	hb := l.r.cfg.Heartbeat
+	tick := time.NewTicker(hb)
 	defer tick.Stop()
+	last := time.Now() // the connect hello
 	failed := 0
+	force := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-l.moved:
+		case <-l.poke:
+			force = true
 		case <-tick.C:
-			q := url.Values{"pulled": {strconv.FormatInt(l.cursor.Load(), 10)}, "incarnation": {inc}}
-			hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			h, err := l.r.cfg.Client.HelloWith(hctx, l.peer.Name, q)
-			cancel()
-			if err != nil {
-				if failed++; failed >= 3 {
-					dead() // the peer has not answered for several heartbeats
-					return
-				}
-				continue
-			}
-			failed = 0
-			if h.Incarnation != inc {
-				l.r.log.Info("sync: peer has a new incarnation; reconnecting", "peer", l.peer.Name, "old", inc, "new", h.Incarnation)
-				dead()
+		}
+		cursor, since := l.cursor.Load(), time.Since(last)
+		if !force && !(cursor != acked && since >= hb) && since < l.r.cfg.HelloInterval {
+			continue
+		}
+		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		h, err := l.r.sayHello(hctx, l.peer.Name, ackQuery(cursor, inc))
+		cancel()
+		last = time.Now()
+		if err != nil {
+			if failed++; failed >= 3 {
+				dead() // the peer has not answered several hellos in a row
 				return
 			}
-			l.update(func(s *LinkStatus) {
-				s.PeerDBVersion = max(s.PeerDBVersion, h.DBVersion)
-				s.behind(time.Now())
-			})
+			force = true // try again at the next heartbeat
+			continue
 		}
+		failed, force, acked = 0, false, cursor
+		if h.Incarnation != inc {
+			l.r.log.Info("sync: peer has a new incarnation; reconnecting", "peer", l.peer.Name, "old", inc, "new", h.Incarnation)
+			dead()
+			return
+		}
+		l.update(func(s *LinkStatus) {
+			s.PeerDBVersion = max(s.PeerDBVersion, h.DBVersion)
+			s.behind(time.Now())
+		})
 	}
 }
 

@@ -26,6 +26,8 @@ type pushAck struct {
 
 // push sends this node's groups past the push cursor and waits for each
 // batch to be acknowledged as durably applied; then waits for new commits.
+// An idle push link says hello only every HelloInterval (is the peer there,
+// with the same incarnation?) and on a trust list reload.
 func (l *loop) push() error {
 	h, cursor, err := l.start(store.CursorPush)
 	if err != nil {
@@ -35,7 +37,7 @@ func (l *loop) push() error {
 	f := l.r.filter(l.peer.Name + "/" + h.Incarnation)
 	parts := slices.Contains(h.Features, FeatureGroupParts)
 	l.update(func(s *LinkStatus) { s.Connected, s.Cursor, s.LastError = true, cursor, "" })
-	tick := time.NewTicker(l.r.cfg.Heartbeat)
+	tick := time.NewTicker(l.r.cfg.HelloInterval)
 	defer tick.Stop()
 	for l.ctx.Err() == nil {
 		changed := st.Changed()
@@ -49,12 +51,13 @@ func (l *loop) push() error {
 			case <-l.ctx.Done():
 				return nil
 			case <-changed:
-			case <-tick.C:
-				// Re-check the peer is there (and the same incarnation).
-				if h2, err := l.hello(); err != nil {
+			case <-l.poke:
+				if err := l.recheck(h.Incarnation); err != nil {
 					return err
-				} else if h2.Incarnation != h.Incarnation {
-					return errors.New("peer restarted with a new incarnation")
+				}
+			case <-tick.C:
+				if err := l.recheck(h.Incarnation); err != nil {
+					return err
 				}
 			}
 			continue
@@ -78,6 +81,18 @@ func (l *loop) push() error {
 			s.Applied += int64(countChanges(groups))
 			s.behind(time.Now())
 		})
+	}
+	return nil
+}
+
+// recheck says hello to check the peer is there with incarnation inc.
+func (l *loop) recheck(inc string) error {
+	h, err := l.hello(nil)
+	if err != nil {
+		return err
+	}
+	if h.Incarnation != inc {
+		return errors.New("peer restarted with a new incarnation")
 	}
 	return nil
 }
@@ -110,6 +125,8 @@ func (l *loop) send(inc string, groups []outpost.Group, through int64, parts boo
 		return ack, err
 	}
 	q := url.Values{"through": {strconv.FormatInt(through, 10)}, "incarnation": {l.r.cfg.Store.Incarnation()}, "to": {inc}}
+	l.r.traffic.pushes.Add(1)
+	l.r.traffic.pushBytes.Add(int64(len(body)))
 	resp, err := l.r.cfg.Client.Do(l.ctx, l.peer.Name, policy.Push, http.MethodPost, ChangesPath+"?"+q.Encode(), body)
 	if err != nil {
 		return ack, err

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,6 +42,16 @@ type Config struct {
 	Logger    *slog.Logger
 	BatchSize int           // changes per pull/push batch; 0 = 5000
 	Heartbeat time.Duration // stream heartbeat; 0 = 1s
+	// MaxHeartbeat is how far the heartbeat of an idle pull stream grows
+	// (doubling from Heartbeat) for a puller that asks for it (quiet=1);
+	// the puller's watchdog follows the value announced in the
+	// HeaderHeartbeatMax response header. 0 = 10 x Heartbeat.
+	MaxHeartbeat time.Duration
+	// HelloInterval is how long a connected loop may go without saying
+	// hello: the liveness backstop of an idle link (hellos otherwise go
+	// only on connect, when the pull cursor moved, and on a trust list
+	// reload). 0 = 30 x Heartbeat.
+	HelloInterval time.Duration
 	// MaxBatchBytes bounds the approximate bytes of one batch read to serve
 	// or push (a larger group goes alone); 0 = store.DefaultMaxBatchBytes.
 	MaxBatchBytes int
@@ -88,6 +100,7 @@ type Replicator struct {
 	ackMu    sync.Mutex
 	acks     map[string]PullAck // by peer name
 	rotateMu sync.Mutex
+	traffic  traffic
 	// sleep waits between attempts (replaced in tests).
 	sleep func(ctx context.Context, d time.Duration) bool
 }
@@ -102,6 +115,13 @@ func New(cfg Config) *Replicator {
 	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = time.Second
+	}
+	if cfg.MaxHeartbeat <= 0 {
+		cfg.MaxHeartbeat = 10 * cfg.Heartbeat
+	}
+	cfg.MaxHeartbeat = max(cfg.MaxHeartbeat, cfg.Heartbeat)
+	if cfg.HelloInterval <= 0 {
+		cfg.HelloInterval = 30 * cfg.Heartbeat
 	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = 100 * time.Millisecond
@@ -206,7 +226,10 @@ func (r *Replicator) reconcile() {
 		}
 	}
 	for k, mk := range want {
-		if _, ok := r.loops[k]; ok {
+		if l, ok := r.loops[k]; ok {
+			// The trust list changed: a loop that stays says hello again
+			// (the peer's key, address or role may be new).
+			l.nudge()
 			continue
 		}
 		l := mk()
@@ -237,7 +260,21 @@ type loop struct {
 	// fromZero makes the next pull start from 0 (this node took a new
 	// incarnation: what peers left out as its echo must come again).
 	fromZero atomic.Bool
+	// moved is signalled when a pull apply moved the cursor (an ack is
+	// due); poke when the loop should say hello now (trust list reload).
+	moved, poke chan struct{}
 }
+
+// signal wakes whoever waits on ch, without blocking.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// nudge makes the loop say hello at its next chance.
+func (l *loop) nudge() { signal(l.poke) }
 
 // reconnect ends the loop's current stream, if any; the loop dials again.
 func (l *loop) reconnect() {
@@ -252,6 +289,7 @@ func (l *loop) reconnect() {
 func (r *Replicator) newLoop(p identity.Peer, a policy.Action) *loop {
 	ctx, cancel := context.WithCancel(r.ctx)
 	return &loop{r: r, peer: p, action: a, ctx: ctx, cancel: cancel,
+		moved: make(chan struct{}, 1), poke: make(chan struct{}, 1),
 		st: LinkStatus{Peer: p.Name, Role: string(p.Role), Farm: p.Farm, Direction: string(a)}}
 }
 
@@ -295,11 +333,12 @@ func (l *loop) run() {
 	}
 }
 
-// hello learns the peer's incarnation and checks the protocol.
-func (l *loop) hello() (peer.Hello, error) {
+// hello learns the peer's incarnation and checks the protocol; q (e.g. a
+// pull ack) goes along as the query.
+func (l *loop) hello(q url.Values) (peer.Hello, error) {
 	ctx, cancel := context.WithTimeout(l.ctx, 10*time.Second)
 	defer cancel()
-	h, err := l.r.cfg.Client.HelloWith(ctx, l.peer.Name, nil)
+	h, err := l.r.sayHello(ctx, l.peer.Name, q)
 	if err != nil {
 		return h, err
 	}
@@ -318,13 +357,20 @@ func (l *loop) hello() (peer.Hello, error) {
 }
 
 // start says hello and returns the cursor of kind to resume from: the stored
-// one, or 0 when the peer has a new incarnation since (it renumbered).
+// one, or 0 when the peer has a new incarnation since (it renumbered). A
+// pull loop's hello carries its stored cursor as a pull ack
+// (pulled=N&incarnation=INC), so the peer learns it (and detects its own
+// restore) on every connect.
 func (l *loop) start(kind string) (peer.Hello, int64, error) {
-	h, err := l.hello()
-	if err != nil {
-		return h, 0, err
-	}
 	cursor, inc, err := l.r.cfg.Store.Cursor(l.ctx, l.peer.Name, kind)
+	if err != nil {
+		return peer.Hello{}, 0, fmt.Errorf("read %s cursor for %s: %w", kind, l.peer.Name, err)
+	}
+	var q url.Values
+	if kind == store.CursorPull && inc != "" {
+		q = ackQuery(cursor, inc)
+	}
+	h, err := l.hello(q)
 	if err != nil {
 		return h, 0, err
 	}
@@ -358,6 +404,12 @@ func (l *loop) update(f func(*LinkStatus)) {
 	l.mu.Lock()
 	f(&l.st)
 	l.mu.Unlock()
+}
+
+// ackQuery is the hello query of a pull ack: this node has durably pulled
+// the peer's changes through cursor, of the peer's incarnation inc.
+func ackQuery(cursor int64, inc string) url.Values {
+	return url.Values{"pulled": {strconv.FormatInt(cursor, 10)}, "incarnation": {inc}}
 }
 
 func originName(origin string) string {

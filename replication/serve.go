@@ -16,6 +16,13 @@ import (
 	"github.com/outpost-edge/outpost/wire"
 )
 
+// HeaderHeartbeatMax is the response header of a pull stream served with
+// quiet heartbeats (the puller asked with quiet=1): the longest interval,
+// in milliseconds, between two frames of an idle stream. The puller's
+// watchdog allows four of them. A stream without it has a heartbeat every
+// second (protocol 1).
+const HeaderHeartbeatMax = "Outpost-Heartbeat-Max"
+
 // Routes registers the sync routes on the peer server, and reads the pull
 // cursors peers report in their hellos.
 func (r *Replicator) Routes(s *peer.Server) {
@@ -38,6 +45,13 @@ func (r *Replicator) filter(exclude string) store.ChangeFilter {
 // for a frame is sent in parts to a puller that joins them (parts=1); one
 // that cannot be sent at all is skipped with an error log and a refusal
 // count, so it never wedges the stream.
+//
+// A puller that asks with quiet=1 gets quiet heartbeats: the interval
+// doubles from Heartbeat while the stream is idle, up to MaxHeartbeat
+// (announced in HeaderHeartbeatMax), and drops back once groups flow. When
+// this node takes a new incarnation the stream ends with an
+// incarnation_changed error frame, so the puller says hello again and
+// starts over under the new one.
 func (r *Replicator) serveChanges(w http.ResponseWriter, req *http.Request) {
 	p, _ := peer.From(req.Context())
 	q := req.URL.Query()
@@ -65,9 +79,13 @@ func (r *Replicator) serveChanges(w http.ResponseWriter, req *http.Request) {
 		peer.WriteError(w, http.StatusInternalServerError, "internal", "streaming unsupported")
 		return
 	}
+	quiet := q.Get("quiet") == "1"
 	w.Header().Set("Content-Type", "application/x-outpost-frames")
+	if quiet {
+		w.Header().Set(HeaderHeartbeatMax, strconv.FormatInt(r.cfg.MaxHeartbeat.Milliseconds(), 10))
+	}
 	w.WriteHeader(http.StatusOK)
-	bw := bufio.NewWriterSize(w, 64<<10)
+	bw := bufio.NewWriterSize(trafficWriter{w, &r.traffic.serveBytes}, 64<<10)
 	fw := wire.NewWriterLimits(bw, r.cfg.Limits)
 	flush := func() error {
 		if err := bw.Flush(); err != nil {
@@ -80,10 +98,23 @@ func (r *Replicator) serveChanges(w http.ResponseWriter, req *http.Request) {
 	st := r.cfg.Store
 	ctx := req.Context()
 	f := r.filter(origin)
-	tick := time.NewTicker(r.cfg.Heartbeat)
+	// The incarnation the puller's cursor is for (from its hello): if this
+	// node has another by now, the puller must start over under it.
+	inc := q.Get("incarnation")
+	if inc == "" {
+		inc = st.Incarnation()
+	}
+	interval := r.cfg.Heartbeat
+	tick := time.NewTimer(interval)
 	defer tick.Stop()
+	sent := false // something other than a heartbeat went since the last one
 	for {
 		changed := st.Changed()
+		if now := st.Incarnation(); now != inc {
+			_ = fw.Write(wire.ErrorFrame(fmt.Sprintf("incarnation_changed: this node has a new incarnation (%s, was %s): say hello again", now, inc)))
+			_ = flush()
+			return
+		}
 		groups, through, err := st.ChangesSinceFilter(ctx, since, f)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -102,7 +133,7 @@ func (r *Replicator) serveChanges(w http.ResponseWriter, req *http.Request) {
 			if err := flush(); err != nil {
 				return
 			}
-			since = through
+			since, sent = through, true
 			continue
 		}
 		select {
@@ -116,6 +147,14 @@ func (r *Replicator) serveChanges(w http.ResponseWriter, req *http.Request) {
 			if err := flush(); err != nil {
 				return
 			}
+			switch {
+			case sent:
+				interval = r.cfg.Heartbeat
+			case quiet:
+				interval = min(2*interval, r.cfg.MaxHeartbeat)
+			}
+			sent = false
+			tick.Reset(interval)
 		}
 	}
 }

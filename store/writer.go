@@ -342,7 +342,12 @@ func (s *Store) groupOnce(batch []*job) (again []*job) {
 	for _, j := range ok {
 		s.seen.add(j.seen)
 	}
-	s.broadcast()
+	if s.dbv != start {
+		// Only a group that took a db_version has something to serve:
+		// one that moved cursors or merged nothing (duplicates) wakes
+		// nobody, so an idle link stays idle.
+		s.broadcast()
+	}
 	return nil
 }
 
