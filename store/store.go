@@ -386,7 +386,8 @@ func (s *Store) SetSlugsReady(ready bool) { s.slugsReady.Store(ready) }
 // SlugsReady reports whether the store issues slugs.
 func (s *Store) SlugsReady() bool { return s.slugsReady.Load() }
 
-// Changed returns a channel that is closed at the next commit.
+// Changed returns a channel that is closed at the next commit that takes a
+// new db_version (cursor-only and duplicate-only commits wake nobody).
 func (s *Store) Changed() <-chan struct{} {
 	s.notifyMu.Lock()
 	defer s.notifyMu.Unlock()
