@@ -33,7 +33,7 @@ func TestFleet_IdleIsQuiet(t *testing.T) {
 		for _, n := range f.Nodes {
 			for _, l := range n.Repl.Status() {
 				loops++
-				all = all && l.Connected
+				all = all && (l.Connected || l.Standby)
 			}
 		}
 		if all && loops > 0 {

@@ -207,9 +207,14 @@ func (r *Replicator) Targets() (pull, push []identity.Peer) {
 // reconcile starts loops for new targets and stops those no longer wanted.
 func (r *Replicator) reconcile() {
 	pull, push := r.Targets()
+	preferred := preferredHub(r.cfg.Self, pull)
 	want := map[string]func() *loop{}
 	for _, p := range pull {
-		want[p.Name+"/pull"] = func() *loop { return r.newLoop(p, policy.Pull) }
+		want[p.Name+"/pull"] = func() *loop {
+			l := r.newLoop(p, policy.Pull)
+			l.standby = r.standbyFor(p, policy.Pull, preferred)
+			return l
+		}
 	}
 	for _, p := range push {
 		want[p.Name+"/push"] = func() *loop { return r.newLoop(p, policy.Push) }
@@ -263,6 +268,12 @@ type loop struct {
 	// moved is signalled when a pull apply moved the cursor (an ack is
 	// due); poke when the loop should say hello now (trust list reload).
 	moved, poke chan struct{}
+	// standby is the key of the loop this pull loop stands by for ("" =
+	// none): it pulls only while that one is unavailable (standby.go).
+	standby string
+	// released marks a standby stream ended because the preferred link
+	// is back (not an error).
+	released atomic.Bool
 }
 
 // signal wakes whoever waits on ch, without blocking.
@@ -296,9 +307,22 @@ func (r *Replicator) newLoop(p identity.Peer, a policy.Action) *loop {
 func (l *loop) run() {
 	backoff := l.r.cfg.MinBackoff
 	for l.ctx.Err() == nil {
+		if l.standby != "" && !l.awaitNeed() {
+			return
+		}
 		start := time.Now()
 		var err error
-		if l.action == policy.Pull {
+		if l.action == policy.Pull && l.standby != "" {
+			done := make(chan struct{})
+			go l.releaseWhenPreferred(done)
+			err = l.pull()
+			close(done)
+			if l.released.Swap(false) {
+				l.update(func(s *LinkStatus) { s.Connected = false })
+				backoff = l.r.cfg.MinBackoff
+				continue
+			}
+		} else if l.action == policy.Pull {
 			err = l.pull()
 		} else {
 			err = l.push()

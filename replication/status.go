@@ -22,6 +22,7 @@ type LinkStatus struct {
 	Farm          string  `json:"farm,omitempty"`
 	Direction     string  `json:"direction"` // pull or push
 	Connected     bool    `json:"connected"`
+	Standby       bool    `json:"standby,omitempty"` // an edge's pull from a hub it uses only while its preferred hub is unavailable
 	Incarnation   string  `json:"incarnation,omitempty"`
 	Cursor        int64   `json:"cursor"`          // pull: the peer's db_version applied here; push: ours acknowledged there
 	PeerDBVersion int64   `json:"peer_db_version"` // pull: the peer's latest db_version seen; push: ours

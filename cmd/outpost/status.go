@@ -61,7 +61,11 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PEER\tROLE\tDIR\tUP\tCURSOR\tPEER DBV\tLAG (VERSIONS)\tLAG (S)\tCHANGES\tREFUSED\tLAST ERROR")
 	for _, l := range st.Links {
-		fmt.Fprintf(tw, "%s\t%s%s\t%s\t%v\t%d\t%d\t%d\t%.1f\t%d\t%d\t%s\n", l.Peer, l.Role, farmSuffix(l.Farm), l.Direction, l.Connected,
+		up := fmt.Sprint(l.Connected)
+		if l.Standby {
+			up = "standby"
+		}
+		fmt.Fprintf(tw, "%s\t%s%s\t%s\t%s\t%d\t%d\t%d\t%.1f\t%d\t%d\t%s\n", l.Peer, l.Role, farmSuffix(l.Farm), l.Direction, up,
 			l.Cursor, l.PeerDBVersion, l.LagChanges, l.LagSeconds, l.Applied, l.Refused, l.LastError)
 	}
 	tw.Flush()
