@@ -32,7 +32,7 @@ type cluster struct {
 }
 
 // newCluster builds core members named C1..Cn and edges E1..Em.
-func newCluster(t testing.TB, cores, edges int, tune func(*Config)) *cluster {
+func newCluster(t interface{ Helper() }, cores, edges int, tune func(*Config)) *cluster {
 	t.Helper()
 	cl := &cluster{net: NewMemNetwork(), clk: newClock(), nodes: map[string]*Limiter{}}
 	var ms []Member
