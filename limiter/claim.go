@@ -95,6 +95,14 @@ func (l *Limiter) ownerDecide(ctx context.Context, from string, c DecideCall) (D
 			l.Stats.Handovers.Add(1)
 		}
 	}
+	if !fresh && o.movedTo == "" {
+		// While an announce round is out, a request that fits even with
+		// the unanswered members' shares reserved need not wait for it.
+		if rep, ok := l.decideLocked(o, from, c, ws, m, false); ok {
+			sh.mu.Unlock()
+			return rep, nil
+		}
+	}
 	sh.mu.Unlock()
 	if fresh {
 		l.announceAll(ctx, o, k, c, from, m)
@@ -109,15 +117,34 @@ func (l *Limiter) ownerDecide(ctx context.Context, from string, c DecideCall) (D
 	if o.movedTo != "" {
 		return DecideReply{Redirect: o.movedTo, Owner: o.movedTo}, nil
 	}
+	rep, _ := l.decideLocked(o, from, c, ws, m, true)
+	return rep, nil
+}
+
+// decideLocked decides c against o (the shard's lock held). With final
+// false it decides only if the request is allowed (ok reports whether it
+// decided).
+func (l *Limiter) decideLocked(o *owned, from string, c DecideCall, ws int64, m *membership, final bool) (DecideReply, bool) {
 	used := o.count + o.reserved
 	rep := DecideReply{ResetMS: ws + c.WindowMS, Owner: l.self}
 	if c.Cost > 0 && used+c.Cost <= c.Limit {
 		o.count += c.Cost
 		used += c.Cost
 		rep.Allowed = true
+		if from != l.self {
+			// A lease of 1/P of what is left: the caller decides that
+			// much locally; it is counted here now, so the bound holds.
+			if lease := (c.Limit - used) / int64(len(m.list)); lease > 0 {
+				rep.Lease = min(lease, MaxLimit)
+				o.count += rep.Lease
+				used += rep.Lease
+			}
+		}
+	} else if !final {
+		return rep, false
 	}
 	rep.Remaining = max(0, c.Limit-used)
-	return rep, nil
+	return rep, true
 }
 
 // announceAll tells every other member (but the claimer) that this node owns
@@ -222,6 +249,7 @@ func (l *Limiter) HandleAnnounce(ctx context.Context, from string, a AnnounceCal
 	case stClaiming:
 		rep.Final = false // the count is in the claim on its way
 	case stForward:
+		// A lease left (c.n) was counted by the owner that granted it.
 		if cur := l.names.name(c.owner); cur != from {
 			if outranks(from, cur, a.Key) {
 				c.owner = l.names.id(from)

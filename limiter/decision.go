@@ -156,11 +156,26 @@ func (l *Limiter) Decide(ctx context.Context, r Request) (Decision, error) {
 		sh.m[k] = c
 		sh.mu.Unlock()
 		return l.remote(ctx, r, k, start, arb, handover, true)
-	case stClaiming, stForward:
+	case stForward:
+		if int64(c.n) >= r.Cost {
+			// Within the lease the owner granted: no call.
+			c.n -= int32(r.Cost)
+			sh.m[k] = c
+			sh.mu.Unlock()
+			l.Stats.Local.Add(1)
+			return Decision{Allowed: true, Remaining: int64(c.n), ResetMS: start + w, Owner: l.self, Path: PathLocal}, nil
+		}
 		owner := l.names.name(c.owner)
 		sh.m[k] = c
 		sh.mu.Unlock()
 		return l.remote(ctx, r, k, start, owner, 0, false)
+	case stClaiming:
+		// This POP's claim is in flight: the request waits for the
+		// claim's announce round at the owner, so it counts as a claim.
+		owner := l.names.name(c.owner)
+		sh.m[k] = c
+		sh.mu.Unlock()
+		return l.remote(ctx, r, k, start, owner, 0, true)
 	case stOwner:
 		sh.mu.Unlock()
 		return l.decideHere(ctx, r, start)
@@ -225,6 +240,7 @@ func (l *Limiter) remote(ctx context.Context, r Request, k ckey, start int64, to
 	sh.mu.Lock()
 	if c, ok := sh.m[k]; ok && c.start == start && (c.state == stClaiming || c.state == stForward) {
 		c.state, c.owner, c.budget = stForward, l.names.id(rep.Owner), int32(min(rep.Remaining, MaxLimit))
+		c.n = int32(min(int64(c.n)+rep.Lease, MaxLimit))
 		sh.m[k] = c
 	}
 	sh.mu.Unlock()

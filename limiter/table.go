@@ -27,7 +27,7 @@ const (
 // counter is one key's state on this node for one window: 24 bytes.
 type counter struct {
 	start  int64  // window start, Unix ms
-	n      int32  // admitted here (local share, or fallback admissions)
+	n      int32  // stLocal/stFallback: admitted here; stForward: lease left (granted by the owner, already counted there)
 	budget int32  // stForward/stClaiming: remaining last reported by the owner; stFallback: the most n may reach
 	owner  uint16 // names id of the owner (stClaiming, stForward)
 	state  uint8

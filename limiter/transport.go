@@ -27,6 +27,9 @@ type DecideReply struct {
 	ResetMS   int64  `json:"reset_ms"`
 	Owner     string `json:"owner"`
 	Redirect  string `json:"redirect,omitempty"`
+	// Lease is budget the owner counted as admitted and hands to the
+	// caller to admit locally, with no call, before it forwards again.
+	Lease int64 `json:"lease,omitempty"`
 }
 
 // AnnounceCall tells a member that Owner owns Key for the window at Start.

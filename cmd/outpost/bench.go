@@ -31,6 +31,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	lim := bench.Limits{Duration: *duration, MaxOps: *maxOps}
+	if *suite == "limiter" { // in-process simulation of the global rate limiter (bench/limiter.go)
+		return bench.LimiterSuite(ctx, bench.DefaultLimiterOptions, stdout, stderr, *asJSON)
+	}
 	if *suite == "replication" {
 		results, err := bench.Replication(ctx, lim, func(r bench.Result) {
 			if !*asJSON {
