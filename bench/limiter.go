@@ -279,12 +279,14 @@ func runLimiter(ctx context.Context, o LimiterOptions, mode, traffic string, kil
 		res.Note = fmt.Sprintf("CORE0 down (calls hang) at 40%% of window 1; fallback decisions %d; longest remote decision (time to fall back) %v", fb, slowest.Round(time.Millisecond))
 	}
 	if mode == "global" && !kill {
-		var local, forwarded int64
+		var local, forwarded, fallback, failed int64
 		for _, l := range lims {
 			local += l.Stats.Local.Load()
 			forwarded += l.Stats.Forwarded.Load()
+			fallback += l.Stats.Fallback.Load()
+			failed += l.Stats.CallFailed.Load()
 		}
-		res.Note = fmt.Sprintf("local %d, forwarded %d", local, forwarded)
+		res.Note = fmt.Sprintf("local %d, forwarded %d, fallback %d, failed calls %d", local, forwarded, fallback, failed)
 	}
 	return res, nil
 }

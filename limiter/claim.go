@@ -86,7 +86,7 @@ func (l *Limiter) ownerDecide(ctx context.Context, from string, c DecideCall) (D
 		l.Stats.Owned.Add(1)
 	}
 	if from != l.self {
-		if res, ok := o.pending[from]; ok {
+		if res, ok := o.pending[from]; ok && c.Claim {
 			o.reserved -= res
 			delete(o.pending, from)
 		}
@@ -204,7 +204,7 @@ func (l *Limiter) announceAll(ctx context.Context, o *owned, k ckey, c DecideCal
 	o.movedTo = better
 	sh.m[k] = counter{start: o.start, state: stForward, owner: l.names.id(better)}
 	sh.mu.Unlock()
-	_, err := l.cfg.Transport.Decide(actx, better, DecideCall{Key: c.Key, Limit: c.Limit, WindowMS: c.WindowMS, Start: o.start, Handover: min(total, c.Limit)})
+	_, err := l.cfg.Transport.Decide(actx, better, DecideCall{Key: c.Key, Limit: c.Limit, WindowMS: c.WindowMS, Start: o.start, Handover: min(total, c.Limit), Claim: true})
 	if err != nil {
 		l.Stats.CallFailed.Add(1)
 	}

@@ -155,7 +155,7 @@ func (l *Limiter) Decide(ctx context.Context, r Request) (Decision, error) {
 		c.state, c.n, c.budget, c.owner = stClaiming, 0, 0, l.names.id(arb)
 		sh.m[k] = c
 		sh.mu.Unlock()
-		return l.remote(ctx, r, k, start, arb, handover, true)
+		return l.remote(ctx, r, k, start, arb, handover, true, true)
 	case stForward:
 		if int64(c.n) >= r.Cost {
 			// Within the lease the owner granted: no call.
@@ -168,14 +168,14 @@ func (l *Limiter) Decide(ctx context.Context, r Request) (Decision, error) {
 		owner := l.names.name(c.owner)
 		sh.m[k] = c
 		sh.mu.Unlock()
-		return l.remote(ctx, r, k, start, owner, 0, false)
+		return l.remote(ctx, r, k, start, owner, 0, false, false)
 	case stClaiming:
 		// This POP's claim is in flight: the request waits for the
 		// claim's announce round at the owner, so it counts as a claim.
 		owner := l.names.name(c.owner)
 		sh.m[k] = c
 		sh.mu.Unlock()
-		return l.remote(ctx, r, k, start, owner, 0, true)
+		return l.remote(ctx, r, k, start, owner, 0, true, false)
 	case stOwner:
 		sh.mu.Unlock()
 		return l.decideHere(ctx, r, start)
@@ -201,9 +201,9 @@ func (l *Limiter) decideHere(ctx context.Context, r Request, start int64) (Decis
 
 // remote asks the owner (or arbiter) to decide; on failure the POP falls
 // back for the rest of the window.
-func (l *Limiter) remote(ctx context.Context, r Request, k ckey, start int64, to string, handover int64, claim bool) (Decision, error) {
+func (l *Limiter) remote(ctx context.Context, r Request, k ckey, start int64, to string, handover int64, claim, carrier bool) (Decision, error) {
 	t0 := time.Now()
-	call := DecideCall{Key: r.Key, Limit: r.Limit, WindowMS: int64(k.w), Start: start, Cost: r.Cost, Handover: handover}
+	call := DecideCall{Key: r.Key, Limit: r.Limit, WindowMS: int64(k.w), Start: start, Cost: r.Cost, Handover: handover, Claim: carrier}
 	cctx, cancel := context.WithTimeout(ctx, l.cfg.CallTimeout)
 	var (
 		rep DecideReply

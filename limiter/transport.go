@@ -17,6 +17,11 @@ type DecideCall struct {
 	Start    int64  `json:"start"` // window start (Unix ms) on the caller's clock
 	Cost     int64  `json:"cost"`
 	Handover int64  `json:"handover"`
+	// Claim marks the caller's claim: it carries the caller's whole count
+	// (Handover), so the owner releases the caller's reserved share. Other
+	// calls never release it (the count may be in an announce answer
+	// still on its way).
+	Claim bool `json:"claim,omitempty"`
 }
 
 // DecideReply answers a DecideCall. Redirect names a better owner: the
