@@ -24,6 +24,8 @@
 //
 // The owner reserves T for every member whose count it has not received yet
 // and admits a request only if its count + the reservations + cost <= limit.
+// With an admitted forward it may grant a lease, floor(left / P), counted as
+// admitted at once, which the caller then admits locally with no call.
 // Because no member ever admits more than T on its own, the admitted total
 // of a window never exceeds the limit while the owner is up: the bound is
 // exact, at the price of refusing early while announces are unanswered.
