@@ -104,10 +104,10 @@ func (n *Node) loadBlocks() {
 }
 
 // watchBlocks reloads the blocks when the store changes (a replicated block
-// arrives), at most every 100 ms.
+// arrives), at most once a second (each reload is a query on the read pool).
 func (n *Node) watchBlocks() {
 	defer close(n.limitDone)
-	tick := time.NewTicker(100 * time.Millisecond)
+	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	last := n.Store.DBVersion()
 	for {
