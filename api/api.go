@@ -99,7 +99,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func allowedMethod(path string) string {
 	switch path {
-	case "/v1/exec", "/v1/query":
+	case "/v1/exec", "/v1/query", "/v1/limit", "/v1/limit/block":
 		return http.MethodPost
 	case "/v1/ids", "/healthz", "/readyz", "/v1/status", "/metrics":
 		return http.MethodGet

@@ -96,6 +96,7 @@ type Node struct {
 	Peers    *peer.Server            // peer listener; nil without a trust list
 	Client   *peer.Client            // node-to-node calls; nil without a trust list
 	Repl     *replication.Replicator // sync loops; nil without a trust list
+	limiterState
 
 	metrics  *metrics
 	started  time.Time
@@ -167,7 +168,9 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	n.API.HandleAuth("GET /v1/status", n.serveStatus)
 	n.API.Handle("GET /metrics", m.handler())
 	n.API.Handle("GET /readyz", http.HandlerFunc(n.serveReady))
+	n.openLimiter()
 	if n.apiLn, err = net.Listen("tcp", cfg.APIAddr); err != nil {
+		n.closeLimiter()
 		n.closePeers(ctx)
 		st.Close()
 		return nil, fmt.Errorf("open node: listen on %s: %w", cfg.APIAddr, err)
@@ -241,6 +244,7 @@ func (n *Node) Close(ctx context.Context) error {
 	if n.Repl != nil {
 		n.Repl.Stop()
 	}
+	n.closeLimiter()
 	err := n.apiSrv.Shutdown(ctx)
 	_ = n.apiLn.Close() // in case Serve never ran
 	if perr := n.closePeers(ctx); perr != nil && err == nil {

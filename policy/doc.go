@@ -19,17 +19,22 @@
 // all) is checked elsewhere, before the matrix is consulted. The default
 // matrix is:
 //
-//	initiator -> target    farm    pull  push
-//	master -> master       any     yes   yes
-//	master -> node         any     yes   yes
-//	master -> edge         any     yes   yes
-//	node -> master         any     yes   yes
-//	node -> node           any     yes   yes
-//	node -> edge           any     yes   yes
-//	edge -> master         any     yes   no
-//	edge -> node           any     yes   no
-//	edge -> edge           same    yes   yes
-//	edge -> edge           other   no    no
+//	initiator -> target    farm    pull  push  call
+//	master -> master       any     yes   yes   yes
+//	master -> node         any     yes   yes   yes
+//	master -> edge         any     yes   yes   yes
+//	node -> master         any     yes   yes   yes
+//	node -> node           any     yes   yes   yes
+//	node -> edge           any     yes   yes   yes
+//	edge -> master         any     yes   no    yes
+//	edge -> node           any     yes   no    yes
+//	edge -> edge           same    yes   yes   yes
+//	edge -> edge           other   no    no    no
+//
+// Call is the third exchange: a request answered at once, with no stream of
+// changes (the global rate limiter's claims, forwarded decisions and
+// announces). An edge may call its farm siblings and the core; masters and
+// nodes may call anyone; edges of different farms never call each other.
 //
 // # Matrix overrides file
 //
@@ -46,7 +51,9 @@
 // A line is an initiator role, an arrow "->" ("→" is accepted too), a target
 // role, then key=value settings separated by spaces: pull and push are
 // required (yes, no, true or false), farm is optional (any, same or other;
-// default any). Roles, keys and values are case-insensitive. Errors name the
+// default any), call is optional (default: DefaultCall of the cell's roles
+// and farm relation, so overrides files written before calls existed keep
+// the default call rules). Roles, keys and values are case-insensitive. Errors name the
 // line and what to fix: an unknown role, a missing or malformed arrow, an
 // unknown or repeated key, a missing pull or push, or a cell given twice in
 // the file. Matrix.String renders a matrix in this same format, so its output

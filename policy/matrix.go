@@ -17,12 +17,15 @@ var ErrInvalidPolicy = errors.New("invalid policy")
 // Action is a kind of exchange one node starts with another.
 type Action string
 
-// The two actions of the push/pull matrix.
+// The actions of the matrix.
 const (
 	// Pull: the initiator receives the target's changes.
 	Pull Action = "pull"
 	// Push: the initiator sends its changes to the target.
 	Push Action = "push"
+	// Call: the initiator asks the target a question that is answered at
+	// once (a rate limiter's claim, forwarded decision or announce).
+	Call Action = "call"
 )
 
 // Party is one side of an exchange, or the origin node of a change.
@@ -68,12 +71,21 @@ func Relation(a, b Party) FarmRelation {
 	return FarmOther
 }
 
-// Cell is one row of the push/pull matrix: whether a From node may pull from
-// and push to a To node whose farms relate as Farm.
+// Cell is one row of the push/pull matrix: whether a From node may pull from,
+// push to and call a To node whose farms relate as Farm.
 type Cell struct {
 	From, To   outpost.Role
 	Farm       FarmRelation // "" is read as FarmAny
 	Pull, Push bool
+	Call       bool
+}
+
+// DefaultCall is the call setting of a cell that does not state one (an
+// overrides line without call=): an edge may call its farm siblings and the
+// core (masters and nodes); masters and nodes may call anyone; edges of
+// different farms never call each other.
+func DefaultCall(from, to outpost.Role, farm FarmRelation) bool {
+	return !(from == outpost.RoleEdge && to == outpost.RoleEdge && farm != FarmSame)
 }
 
 // Rule names the cell, e.g. "edge -> master" or "edge -> edge (other farm)".
@@ -86,9 +98,9 @@ func (c Cell) Rule() string {
 }
 
 // String returns the cell in the overrides file format, e.g.
-// "edge -> edge farm=other pull=no push=no".
+// "edge -> edge farm=other pull=no push=no call=no".
 func (c Cell) String() string {
-	return fmt.Sprintf("%s -> %s farm=%s pull=%s push=%s", c.From, c.To, farmOf(c), yesNo(c.Pull), yesNo(c.Push))
+	return fmt.Sprintf("%s -> %s farm=%s pull=%s push=%s call=%s", c.From, c.To, farmOf(c), yesNo(c.Pull), yesNo(c.Push), yesNo(c.Call))
 }
 
 // Allows reports whether the cell allows action a.
@@ -98,6 +110,8 @@ func (c Cell) Allows(a Action) bool {
 		return c.Pull
 	case Push:
 		return c.Push
+	case Call:
+		return c.Call
 	}
 	return false
 }
@@ -137,16 +151,16 @@ func Default() *Matrix {
 		e = outpost.RoleEdge
 	)
 	return NewMatrix([]Cell{
-		{From: m, To: m, Farm: FarmAny, Pull: true, Push: true},
-		{From: m, To: n, Farm: FarmAny, Pull: true, Push: true},
-		{From: m, To: e, Farm: FarmAny, Pull: true, Push: true},
-		{From: n, To: m, Farm: FarmAny, Pull: true, Push: true},
-		{From: n, To: n, Farm: FarmAny, Pull: true, Push: true},
-		{From: n, To: e, Farm: FarmAny, Pull: true, Push: true},
-		{From: e, To: m, Farm: FarmAny, Pull: true, Push: false},
-		{From: e, To: n, Farm: FarmAny, Pull: true, Push: false},
-		{From: e, To: e, Farm: FarmSame, Pull: true, Push: true},
-		{From: e, To: e, Farm: FarmOther, Pull: false, Push: false},
+		{From: m, To: m, Farm: FarmAny, Pull: true, Push: true, Call: true},
+		{From: m, To: n, Farm: FarmAny, Pull: true, Push: true, Call: true},
+		{From: m, To: e, Farm: FarmAny, Pull: true, Push: true, Call: true},
+		{From: n, To: m, Farm: FarmAny, Pull: true, Push: true, Call: true},
+		{From: n, To: n, Farm: FarmAny, Pull: true, Push: true, Call: true},
+		{From: n, To: e, Farm: FarmAny, Pull: true, Push: true, Call: true},
+		{From: e, To: m, Farm: FarmAny, Pull: true, Push: false, Call: true},
+		{From: e, To: n, Farm: FarmAny, Pull: true, Push: false, Call: true},
+		{From: e, To: e, Farm: FarmSame, Pull: true, Push: true, Call: true},
+		{From: e, To: e, Farm: FarmOther, Pull: false, Push: false, Call: false},
 	})
 }
 
@@ -221,8 +235,10 @@ func (m *Matrix) Check(initiator, target Party, a Action) Decision {
 		verb, verbing = "pull from", "pulling from"
 	case Push:
 		verb, verbing = "push to", "pushing to"
+	case Call:
+		verb, verbing = "call", "calling"
 	default:
-		return Decision{Reason: fmt.Sprintf("%s asked for unknown action %q with %s; want pull or push", initiator, a, target)}
+		return Decision{Reason: fmt.Sprintf("%s asked for unknown action %q with %s; want pull, push or call", initiator, a, target)}
 	}
 	c, ok := m.Lookup(initiator, target)
 	if !ok {
@@ -249,9 +265,9 @@ func (m *Matrix) Check(initiator, target Party, a Action) Decision {
 func (m *Matrix) String() string {
 	var b strings.Builder
 	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "# initiator -> target\tfarm\tpull\tpush")
+	fmt.Fprintln(w, "# initiator -> target\tfarm\tpull\tpush\tcall")
 	for _, c := range m.Cells() {
-		fmt.Fprintf(w, "%s -> %s\tfarm=%s\tpull=%s\tpush=%s\n", c.From, c.To, c.Farm, yesNo(c.Pull), yesNo(c.Push))
+		fmt.Fprintf(w, "%s -> %s\tfarm=%s\tpull=%s\tpush=%s\tcall=%s\n", c.From, c.To, c.Farm, yesNo(c.Pull), yesNo(c.Push), yesNo(c.Call))
 	}
 	w.Flush()
 	return b.String()

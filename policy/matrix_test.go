@@ -167,16 +167,16 @@ func TestMatrix_Check_Reason(t *testing.T) {
 func TestMatrix_Cells(t *testing.T) {
 	got := Default().Cells()
 	want := []Cell{
-		{master, master, FarmAny, true, true},
-		{master, node, FarmAny, true, true},
-		{master, edge, FarmAny, true, true},
-		{node, master, FarmAny, true, true},
-		{node, node, FarmAny, true, true},
-		{node, edge, FarmAny, true, true},
-		{edge, master, FarmAny, true, false},
-		{edge, node, FarmAny, true, false},
-		{edge, edge, FarmSame, true, true},
-		{edge, edge, FarmOther, false, false},
+		{master, master, FarmAny, true, true, true},
+		{master, node, FarmAny, true, true, true},
+		{master, edge, FarmAny, true, true, true},
+		{node, master, FarmAny, true, true, true},
+		{node, node, FarmAny, true, true, true},
+		{node, edge, FarmAny, true, true, true},
+		{edge, master, FarmAny, true, false, true},
+		{edge, node, FarmAny, true, false, true},
+		{edge, edge, FarmSame, true, true, true},
+		{edge, edge, FarmOther, false, false, false},
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("got cells\n%v\nwant\n%v", got, want)
@@ -237,9 +237,9 @@ func TestMatrix_With(t *testing.T) {
 func TestMatrix_String(t *testing.T) {
 	s := Default().String()
 	for _, want := range []string{
-		"# initiator -> target  farm        pull      push\n",
-		"\nedge -> master         farm=any    pull=yes  push=no\n",
-		"\nedge -> edge           farm=other  pull=no   push=no\n",
+		"# initiator -> target  farm        pull      push      call\n",
+		"\nedge -> master         farm=any    pull=yes  push=no   call=yes\n",
+		"\nedge -> edge           farm=other  pull=no   push=no   call=no\n",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("String() =\n%s\nwant it to contain %q", s, want)

@@ -105,11 +105,11 @@ func parseCell(line string) (Cell, error) {
 	for _, f := range fields[1:] {
 		k, v, ok := strings.Cut(f, "=")
 		if !ok {
-			return Cell{}, fmt.Errorf("want key=value after the roles, got %q (keys: farm, pull, push; no spaces around '=')", f)
+			return Cell{}, fmt.Errorf("want key=value after the roles, got %q (keys: farm, pull, push, call; no spaces around '=')", f)
 		}
 		k = strings.ToLower(k)
 		if set[k] {
-			return Cell{}, fmt.Errorf("duplicate key %q; give each of farm, pull and push at most once", k)
+			return Cell{}, fmt.Errorf("duplicate key %q; give each of farm, pull, push and call at most once", k)
 		}
 		set[k] = true
 		switch k {
@@ -120,18 +120,21 @@ func parseCell(line string) (Cell, error) {
 			default:
 				return Cell{}, fmt.Errorf("farm=%q: want farm=any, farm=same or farm=other", v)
 			}
-		case "pull", "push":
+		case "pull", "push", "call":
 			b, ok := parseYesNo(v)
 			if !ok {
 				return Cell{}, fmt.Errorf("%s=%q: want %s=yes or %s=no (true and false are accepted too)", k, v, k, k)
 			}
-			if k == "pull" {
+			switch k {
+			case "pull":
 				c.Pull = b
-			} else {
+			case "push":
 				c.Push = b
+			default:
+				c.Call = b
 			}
 		default:
-			return Cell{}, fmt.Errorf("unknown key %q; want farm, pull or push", k)
+			return Cell{}, fmt.Errorf("unknown key %q; want farm, pull, push or call", k)
 		}
 	}
 	var missing []string
@@ -142,6 +145,9 @@ func parseCell(line string) (Cell, error) {
 	}
 	if len(missing) > 0 {
 		return Cell{}, fmt.Errorf("missing %s; every cell states both pull and push", strings.Join(missing, " and "))
+	}
+	if !set["call"] {
+		c.Call = DefaultCall(c.From, c.To, c.Farm)
 	}
 	return c, nil
 }

@@ -17,12 +17,21 @@ import (
 // outpost_slugs is the registry of slugs each node has issued. Only the node
 // named in a row writes it (its slugs end in its code), and because it is
 // replicated, a node rebuilt from an empty disk gets its registry back.
+//
+// outpost_limit_blocks holds the rate limiter's blocked keys (PutLimitBlock):
+// replicated, so a block reaches every node durably; the last write of a key
+// wins.
 const internalSchema = `
 CREATE TABLE outpost_slugs (
 	slug   TEXT PRIMARY KEY NOT NULL,
 	node   TEXT NOT NULL DEFAULT '',
 	title  TEXT NOT NULL DEFAULT '',
 	issued INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE outpost_limit_blocks (
+	key   TEXT PRIMARY KEY NOT NULL,
+	until INTEGER NOT NULL DEFAULT 0,
+	node  TEXT NOT NULL DEFAULT ''
 );`
 
 type meta struct {

@@ -27,7 +27,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	duration := fs.Duration("duration", 5*time.Second, "time limit per scenario")
 	maxOps := fs.Int64("max-ops", 200_000, "operation limit per scenario")
 	asJSON := fs.Bool("json", false, "print results as JSON")
-	suite := fs.String("suite", "api", "api (one node's API and disk), replication (the `up` fleet in this process: propagation, throughput, catch-up) or processes (one `outpost serve` process per node: deliveries per change, settle time, write rate, idle cost)")
+	suite := fs.String("suite", "api", "api (one node's API and disk), replication (the `up` fleet in this process: propagation, throughput, catch-up), processes (one `outpost serve` process per node: deliveries per change, settle time, write rate, idle cost) or limiter (the global rate limiter simulated with 52 nodes)")
 	farms := fs.Int("farms", 2, "processes suite: farms in the fleet (1 master + 1 node + farms x edges)")
 	edges := fs.Int("edges", 2, "processes suite: edges per farm")
 	writes := fs.Int("writes", 200, "processes suite: rows written at the first edge, one per transaction")
@@ -66,6 +66,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return rep.WriteMarkdown(stdout)
 	}
+	if *suite == "limiter" { // in-process simulation of the global rate limiter (bench/limiter.go)
+		return bench.LimiterSuite(ctx, bench.DefaultLimiterOptions, stdout, stderr, *asJSON)
+	}
 	if *suite == "replication" {
 		results, err := bench.Replication(ctx, lim, func(r bench.Result) {
 			if !*asJSON {
@@ -77,7 +80,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return printResults(stdout, results, *asJSON, 0)
 	} else if *suite != "api" {
-		return fmt.Errorf("--suite %q: want api, replication or processes", *suite)
+		return fmt.Errorf("--suite %q: want api, replication, processes or limiter", *suite)
 	}
 	dir := *dataDir
 	if dir == "" {
