@@ -46,7 +46,15 @@ func (n *Node) openPeers() error {
 		Self: n.Identity, Store: n.Store, Trust: ts, Policy: n.Policy, Client: n.Client, Hello: n.hello,
 		Logger: n.log.With("component", "sync"), PushAll: n.cfg.PushAll, Refusals: n.Peers.Refusals,
 		MaxStreams: n.cfg.MaxStreams, MaxStreamsPerPeer: n.cfg.MaxStreamsPerPeer, MaxPushBytes: n.cfg.MaxPushBytes,
+		// Called the first time a pull has caught up, and again after each
+		// new incarnation the store takes (a restored database): from the
+		// rotation on the store refuses outpost_slug() (the writes it lost
+		// may hold slugs it no longer knows) until a pull started under the
+		// new incarnation has caught up, which brings them back.
 		OnCaughtUp: func() {
+			if !n.Store.SlugsReady() {
+				n.log.Info("caught up with an upstream peer: issuing slugs", "incarnation", n.Store.Incarnation())
+			}
 			n.caughtUp.Store(true)
 			n.Store.SetSlugsReady(true)
 		},

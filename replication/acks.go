@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/identity"
+	"github.com/outpost-edge/outpost/store"
 )
 
 // PullAck is how far a peer last said it has durably pulled this node's
@@ -21,15 +22,17 @@ type PullAck struct {
 }
 
 // observeHello reads the pull cursor a peer reports in its hello
-// (pulled=N&incarnation=INC): it is kept as the peer's acknowledgement, and
-// a cursor past this node's db_version reveals a restored database.
+// (pulled=N&incarnation=INC, and fp=DBV:HLC when the peer knows a
+// fingerprint): it is kept as the peer's acknowledgement, and a cursor past
+// this node's db_version, or a fingerprint this database contradicts,
+// reveals a restored database.
 func (r *Replicator) observeHello(p identity.Peer, q url.Values) {
 	pulled, err := strconv.ParseInt(q.Get("pulled"), 10, 64)
 	inc := q.Get("incarnation")
 	if err != nil || pulled < 0 || inc == "" {
 		return
 	}
-	if r.regressed(context.Background(), p.Name, inc, pulled) {
+	if r.regressed(context.Background(), p.Name, inc, pulled, store.ParseFingerprint(q.Get("fp"))) {
 		return
 	}
 	r.ackMu.Lock()

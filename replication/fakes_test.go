@@ -33,6 +33,9 @@ type fakeStore struct {
 	notify   chan struct{}
 	rotated  int
 	applyErr error
+	fps      map[string]store.Fingerprint // peer/kind -> fingerprint kept with the cursor
+	// match answers MatchFingerprint (FingerprintUnknown if nil).
+	match func(inc string, fp store.Fingerprint) store.FingerprintMatch
 }
 
 type applyCall struct {
@@ -42,7 +45,7 @@ type applyCall struct {
 }
 
 func newFakeStore() *fakeStore {
-	return &fakeStore{origin: "SELF/s1", inc: "s1", cursors: map[string][2]any{}, notify: make(chan struct{})}
+	return &fakeStore{origin: "SELF/s1", inc: "s1", cursors: map[string][2]any{}, fps: map[string]store.Fingerprint{}, notify: make(chan struct{})}
 }
 
 func (s *fakeStore) Origin() string      { s.mu.Lock(); defer s.mu.Unlock(); return s.origin }
@@ -67,6 +70,9 @@ func (s *fakeStore) Cursor(_ context.Context, p, kind string) (int64, string, er
 func (s *fakeStore) SetCursor(_ context.Context, p, kind, inc string, dbv int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if c, ok := s.cursors[p+"/"+kind]; ok && (c[1].(string) != inc || s.fps[p+"/"+kind].DBV > dbv) {
+		delete(s.fps, p+"/"+kind)
+	}
 	s.cursors[p+"/"+kind] = [2]any{dbv, inc}
 	return nil
 }
@@ -82,7 +88,29 @@ func (s *fakeStore) Apply(_ context.Context, p, kind, inc string, groups []outpo
 	}
 	s.applies = append(s.applies, applyCall{p, kind, inc, append([]outpost.Group(nil), groups...), through})
 	s.cursors[p+"/"+kind] = [2]any{through, inc}
-	return store.ApplyResult{Through: through, Applied: countChanges(groups)}, nil
+	var fp store.Fingerprint
+	if kind == store.CursorPull {
+		if fp = store.GroupFingerprint(p+"/"+inc, groups); !fp.IsZero() {
+			s.fps[p+"/"+kind] = fp
+		}
+	}
+	return store.ApplyResult{Through: through, Applied: countChanges(groups), Fingerprint: fp}, nil
+}
+
+func (s *fakeStore) CursorFingerprint(_ context.Context, p, kind string) (store.Fingerprint, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fps[p+"/"+kind], nil
+}
+
+func (s *fakeStore) MatchFingerprint(_ context.Context, inc string, fp store.Fingerprint) (store.FingerprintMatch, error) {
+	s.mu.Lock()
+	match := s.match
+	s.mu.Unlock()
+	if match == nil {
+		return store.FingerprintUnknown, nil
+	}
+	return match(inc, fp), nil
 }
 
 func (s *fakeStore) ChangesSinceFilter(_ context.Context, since int64, _ store.ChangeFilter) ([]outpost.Group, int64, error) {

@@ -26,6 +26,11 @@ type Store interface {
 	Apply(ctx context.Context, peer, kind, inc string, groups []outpost.Group, through int64) (store.ApplyResult, error)
 	ChangesSinceFilter(ctx context.Context, since int64, f store.ChangeFilter) ([]outpost.Group, int64, error)
 	RotateIncarnation(ctx context.Context, reason string) (string, error)
+	// CursorFingerprint is the fingerprint kept with a cursor (zero if
+	// unknown); MatchFingerprint compares one a puller reports with this
+	// database (see store.Fingerprint).
+	CursorFingerprint(ctx context.Context, peer, kind string) (store.Fingerprint, error)
+	MatchFingerprint(ctx context.Context, inc string, fp store.Fingerprint) (store.FingerprintMatch, error)
 }
 
 // Transport is how replication reaches peers. *peer.Client satisfies it.

@@ -48,7 +48,7 @@ func (a *activity) silentFor() time.Duration {
 // pull streams the peer's groups from this node's cursor and applies them,
 // a batch per transaction, until the stream breaks.
 func (l *loop) pull() error {
-	h, cursor, err := l.start(store.CursorPull)
+	h, cursor, fp, err := l.start(store.CursorPull)
 	if err != nil {
 		return err
 	}
@@ -56,18 +56,32 @@ func (l *loop) pull() error {
 	// The connect hello reported the stored cursor (or, for a new
 	// incarnation of the peer, nothing this one needs: its cursor is 0).
 	acked := cursor
-	if l.fromZero.Swap(false) && cursor > 0 {
+	// Taken together with respect to this node's new incarnations (see
+	// regressed): the epoch this pull counts for, whether it must start
+	// from 0, and the origin it names as this node's.
+	l.r.rotateMu.Lock()
+	epoch := l.r.epoch
+	fromZero := l.fromZero.Swap(false)
+	origin := st.Origin()
+	l.r.rotateMu.Unlock()
+	if fromZero && cursor > 0 {
 		// Durably, so a restart does not resume past the changes peers
 		// left out as an echo of the old incarnation.
 		if err := st.SetCursor(l.ctx, l.peer.Name, store.CursorPull, h.Incarnation, 0); err != nil {
 			l.fromZero.Store(true)
 			return err
 		}
-		cursor = 0
+		cursor, fp = 0, store.Fingerprint{}
 	}
 	l.cursor.Store(cursor)
-	q := url.Values{"since": {strconv.FormatInt(cursor, 10)}, "origin": {st.Origin()},
+	l.mu.Lock()
+	l.fp = fp
+	l.mu.Unlock()
+	q := url.Values{"since": {strconv.FormatInt(cursor, 10)}, "origin": {origin},
 		"incarnation": {h.Incarnation}, "parts": {"1"}, "quiet": {"1"}}
+	if cursor > 0 && !fp.IsZero() {
+		q.Set("fp", fp.String())
+	}
 	sctx, cancelStream := context.WithCancel(l.ctx)
 	var wg sync.WaitGroup
 	defer func() {
@@ -77,6 +91,11 @@ func (l *loop) pull() error {
 	l.mu.Lock()
 	l.stream = cancelStream
 	l.mu.Unlock()
+	if l.r.currentEpoch() != epoch {
+		// This node took a new incarnation since: its reconnect may have
+		// missed this stream. Start over under the new one.
+		return nil
+	}
 	act := newActivity(4 * l.r.cfg.Heartbeat)
 	// The stream carries a frame at least every heartbeat; a stream silent
 	// for four (a peer gone without a FIN) is dropped so the loop dials
@@ -97,7 +116,7 @@ func (l *loop) pull() error {
 		act.limit.Store(int64(4 * max(hb, l.r.cfg.Heartbeat)))
 	}
 	l.update(func(s *LinkStatus) { s.Connected, s.Cursor, s.LastError = true, cursor, "" })
-	l.checkCaughtUp(cursor, h.DBVersion)
+	l.r.checkCaughtUp(epoch, cursor, h.DBVersion)
 	// Tell the peer how far this node has pulled when that moves, and
 	// check on it now and then; the hello answers keep the lag true while
 	// this node is behind (the stream shows the peer's progress only as
@@ -107,7 +126,7 @@ func (l *loop) pull() error {
 		defer wg.Done()
 		l.watchPeer(sctx, h.Incarnation, acked, cancelStream)
 	}()
-	p := &puller{l: l, inc: h.Incarnation, target: h.DBVersion, act: act}
+	p := &puller{l: l, inc: h.Incarnation, target: h.DBVersion, epoch: epoch, act: act}
 	err = p.read(trafficReader{resp.Body, &l.r.traffic.pullBytes})
 	if sctx.Err() != nil && l.ctx.Err() == nil && !errors.Is(err, errApply) {
 		return fmt.Errorf("stream dropped (silent for too long, or the peer changed): %w", err)
@@ -154,6 +173,7 @@ type puller struct {
 	l       *loop
 	inc     string // the peer's incarnation
 	target  int64  // caught up once the cursor reaches this
+	epoch   int64  // the Replicator's epoch the pull started in
 	act     *activity
 	batch   []outpost.Group
 	changes int
@@ -223,6 +243,11 @@ func (p *puller) apply(through int64) error {
 	}
 	p.batch, p.changes, p.bytes = nil, 0, 0
 	cursor := res.Through
+	if !res.Fingerprint.IsZero() {
+		l.mu.Lock()
+		l.fp = res.Fingerprint
+		l.mu.Unlock()
+	}
 	if l.cursor.Swap(cursor) != cursor {
 		signal(l.moved) // an ack is due
 	}
@@ -234,7 +259,7 @@ func (p *puller) apply(through int64) error {
 		s.Held += int64(res.Held)
 		s.behind(time.Now())
 	})
-	l.checkCaughtUp(cursor, p.target)
+	l.r.checkCaughtUp(p.epoch, cursor, p.target)
 	return nil
 }
 
@@ -265,8 +290,11 @@ func (l *loop) watchPeer(ctx context.Context, inc string, acked int64, dead func
 		if !force && !(cursor != acked && since >= hb) && since < l.r.cfg.HelloInterval {
 			continue
 		}
+		l.mu.Lock()
+		fp := l.fp
+		l.mu.Unlock()
 		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		h, err := l.r.sayHello(hctx, l.peer.Name, ackQuery(cursor, inc))
+		h, err := l.r.sayHello(hctx, l.peer.Name, ackQuery(cursor, inc, fp))
 		cancel()
 		last = time.Now()
 		if err != nil {
@@ -290,8 +318,31 @@ func (l *loop) watchPeer(ctx context.Context, inc string, acked int64, dead func
 	}
 }
 
-func (l *loop) checkCaughtUp(cursor, target int64) {
-	if cursor >= target && l.r.cfg.OnCaughtUp != nil {
-		l.r.caughtUp.Do(l.r.cfg.OnCaughtUp)
+// checkCaughtUp calls OnCaughtUp when a pull that started in epoch has
+// caught up (cursor at target), once per epoch: a pull that started before
+// this node's latest new incarnation does not count.
+func (r *Replicator) checkCaughtUp(epoch, cursor, target int64) {
+	if cursor < target || r.cfg.OnCaughtUp == nil {
+		return
 	}
+	r.rotateMu.Lock()
+	defer r.rotateMu.Unlock()
+	r.signalCaughtUp(epoch)
+}
+
+// signalCaughtUp calls OnCaughtUp for epoch if it is the current one and
+// has not been signalled yet; rotateMu is held.
+func (r *Replicator) signalCaughtUp(epoch int64) {
+	if epoch != r.epoch || r.signalled >= epoch || r.cfg.OnCaughtUp == nil {
+		return
+	}
+	r.signalled = epoch
+	r.cfg.OnCaughtUp()
+}
+
+// currentEpoch returns the count of new incarnations taken since Start.
+func (r *Replicator) currentEpoch() int64 {
+	r.rotateMu.Lock()
+	defer r.rotateMu.Unlock()
+	return r.epoch
 }

@@ -29,7 +29,7 @@ type pushAck struct {
 // An idle push link says hello only every HelloInterval (is the peer there,
 // with the same incarnation?) and on a trust list reload.
 func (l *loop) push() error {
-	h, cursor, err := l.start(store.CursorPush)
+	h, cursor, _, err := l.start(store.CursorPush)
 	if err != nil {
 		return err
 	}

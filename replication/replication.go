@@ -75,8 +75,13 @@ type Config struct {
 	// pushes only to its farm siblings (everything else reaches peers by
 	// their pulls).
 	PushAll bool
-	// OnCaughtUp is called once, the first time a pull from any peer has
-	// caught up with what that peer had when the pull started.
+	// OnCaughtUp is called the first time a pull from any peer has caught
+	// up with what that peer had when the pull started; and again after
+	// each new incarnation this node takes (a restored database, see
+	// regressed), the first time a pull started under the new incarnation
+	// (from 0) has caught up, or at once if this node pulls from no peer.
+	// It runs under the lock that orders it with rotations, so it must be
+	// quick and must not call back into the Replicator.
 	OnCaughtUp func()
 	MinBackoff time.Duration // 0 = 100ms
 	MaxBackoff time.Duration // 0 = 5s
@@ -93,14 +98,19 @@ type Replicator struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	caughtUp sync.Once
-	started  bool
+	started bool
 
-	streams  *streamLimiter
-	ackMu    sync.Mutex
-	acks     map[string]PullAck // by peer name
-	rotateMu sync.Mutex
-	traffic  traffic
+	streams *streamLimiter
+	ackMu   sync.Mutex
+	acks    map[string]PullAck // by peer name
+	// rotateMu orders the new incarnations this node takes with the pulls
+	// that start and catch up: epoch counts the incarnations taken since
+	// Start (a pull remembers the epoch it started in), signalled is the
+	// last epoch OnCaughtUp was called for (-1: none yet).
+	rotateMu  sync.Mutex
+	epoch     int64
+	signalled int64
+	traffic   traffic
 	// sleep waits between attempts (replaced in tests).
 	sleep func(ctx context.Context, d time.Duration) bool
 }
@@ -147,7 +157,7 @@ func New(cfg Config) *Replicator {
 	}
 	return &Replicator{cfg: cfg, log: cfg.Logger, loops: map[string]*loop{},
 		streams: newStreamLimiter(cfg.MaxStreamsPerPeer, cfg.MaxStreams), acks: map[string]PullAck{},
-		sleep: sleepCtx}
+		signalled: -1, sleep: sleepCtx}
 }
 
 // sleepCtx waits d or until ctx ends, reporting whether d passed.
@@ -260,8 +270,9 @@ type loop struct {
 	inc    string             // the peer's incarnation
 	stream context.CancelFunc // ends the current pull stream (reconnect)
 	// cursor is the pull cursor durably applied, reported to the peer in
-	// hellos (pull acks).
+	// hellos (pull acks), with fp, its fingerprint (under mu).
 	cursor atomic.Int64
+	fp     store.Fingerprint
 	// fromZero makes the next pull start from 0 (this node took a new
 	// incarnation: what peers left out as its echo must come again).
 	fromZero atomic.Bool
@@ -381,28 +392,32 @@ func (l *loop) hello(q url.Values) (peer.Hello, error) {
 }
 
 // start says hello and returns the cursor of kind to resume from: the stored
-// one, or 0 when the peer has a new incarnation since (it renumbered). A
-// pull loop's hello carries its stored cursor as a pull ack
-// (pulled=N&incarnation=INC), so the peer learns it (and detects its own
-// restore) on every connect.
-func (l *loop) start(kind string) (peer.Hello, int64, error) {
+// one, or 0 when the peer has a new incarnation since (it renumbered), and
+// for a pull the fingerprint kept with it. A pull loop's hello carries its
+// stored cursor as a pull ack (pulled=N&incarnation=INC&fp=DBV:HLC), so the
+// peer learns it (and detects its own restore) on every connect.
+func (l *loop) start(kind string) (peer.Hello, int64, store.Fingerprint, error) {
+	var fp store.Fingerprint
 	cursor, inc, err := l.r.cfg.Store.Cursor(l.ctx, l.peer.Name, kind)
+	if err == nil && kind == store.CursorPull {
+		fp, err = l.r.cfg.Store.CursorFingerprint(l.ctx, l.peer.Name, kind)
+	}
 	if err != nil {
-		return peer.Hello{}, 0, fmt.Errorf("read %s cursor for %s: %w", kind, l.peer.Name, err)
+		return peer.Hello{}, 0, fp, fmt.Errorf("read %s cursor for %s: %w", kind, l.peer.Name, err)
 	}
 	var q url.Values
 	if kind == store.CursorPull && inc != "" {
-		q = ackQuery(cursor, inc)
+		q = ackQuery(cursor, inc, fp)
 	}
 	h, err := l.hello(q)
 	if err != nil {
-		return h, 0, err
+		return h, 0, fp, err
 	}
 	if inc != h.Incarnation {
 		if inc != "" {
 			l.r.log.Info("sync: peer has a new incarnation; starting from 0", "peer", l.peer.Name, "cursor", kind, "old", inc, "new", h.Incarnation)
 		}
-		cursor = 0
+		cursor, fp = 0, store.Fingerprint{}
 	} else if kind == store.CursorPull && cursor > h.DBVersion {
 		// The peer is behind what this node has already pulled from it
 		// under the same incarnation: its database was restored from an
@@ -411,7 +426,7 @@ func (l *loop) start(kind string) (peer.Hello, int64, error) {
 		l.r.log.Warn("sync: peer's db_version is behind this node's cursor for it; it was restored from an older copy and is told to take a new incarnation",
 			"peer", l.peer.Name, "cursor", cursor, "peer_db_version", h.DBVersion, "incarnation", inc)
 	}
-	return h, cursor, nil
+	return h, cursor, fp, nil
 }
 
 // Negotiate picks the protocol version two nodes speak: the highest both
@@ -431,9 +446,14 @@ func (l *loop) update(f func(*LinkStatus)) {
 }
 
 // ackQuery is the hello query of a pull ack: this node has durably pulled
-// the peer's changes through cursor, of the peer's incarnation inc.
-func ackQuery(cursor int64, inc string) url.Values {
-	return url.Values{"pulled": {strconv.FormatInt(cursor, 10)}, "incarnation": {inc}}
+// the peer's changes through cursor, of the peer's incarnation inc; fp (if
+// known) is the fingerprint of the last of the peer's own groups among them.
+func ackQuery(cursor int64, inc string, fp store.Fingerprint) url.Values {
+	q := url.Values{"pulled": {strconv.FormatInt(cursor, 10)}, "incarnation": {inc}}
+	if !fp.IsZero() {
+		q.Set("fp", fp.String())
+	}
+	return q
 }
 
 func originName(origin string) string {

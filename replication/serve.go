@@ -70,7 +70,7 @@ func (r *Replicator) serveChanges(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	defer release()
-	if r.regressed(req.Context(), p.Name, q.Get("incarnation"), since) {
+	if r.regressed(req.Context(), p.Name, q.Get("incarnation"), since, store.ParseFingerprint(q.Get("fp"))) {
 		peer.WriteError(w, http.StatusConflict, "incarnation_changed", "this node's database is behind your cursor for it (restored from a copy); it has a new incarnation: say hello again")
 		return
 	}
@@ -193,13 +193,34 @@ func (r *Replicator) skipGroup(peerName string, g *outpost.Group, err error) {
 }
 
 // regressed reports whether a peer's cursor for this node's current
-// incarnation (inc) is past this node's db_version: the database was
-// restored from an older copy, and every db_version it issues again would
-// be skipped by that peer. The node then takes a new incarnation, so peers
-// start again from 0 and its lost writes (of the old origin) come back.
-func (r *Replicator) regressed(ctx context.Context, peerName, inc string, cursor int64) bool {
+// incarnation (inc) shows that this database was restored from an older
+// copy, so that every db_version it issues again would be skipped by that
+// peer: the cursor (or the fingerprint's group) is past this node's
+// db_version, or the fingerprint fp of the last of this node's groups the
+// peer received contradicts what this node now has at that db_version
+// (the restored node has issued it again, for another transaction; see
+// store.Fingerprint). A peer that sends no fingerprint (zero) gets the
+// numbers-only check. The node then takes a new incarnation, so peers start
+// again from 0 and its lost writes (of the old origin) come back.
+func (r *Replicator) regressed(ctx context.Context, peerName, inc string, cursor int64, fp store.Fingerprint) bool {
 	st := r.cfg.Store
-	if inc == "" || inc != st.Incarnation() || cursor <= st.DBVersion() {
+	if inc == "" || inc != st.Incarnation() {
+		return false
+	}
+	var reason string
+	if dbv := st.DBVersion(); max(cursor, fp.DBV) > dbv {
+		reason = fmt.Sprintf("%s has pulled this node's changes up to db_version %d of incarnation %s, but this database is at %d: it was restored from an older copy", peerName, max(cursor, fp.DBV), inc, dbv)
+	} else if !fp.IsZero() {
+		m, err := st.MatchFingerprint(ctx, inc, fp)
+		if err != nil {
+			r.log.Warn("sync: cannot check a peer's fingerprint", "peer", peerName, "fingerprint", fp.String(), "err", err)
+			return false
+		}
+		if m != store.FingerprintDiffers {
+			return false
+		}
+		reason = fmt.Sprintf("%s received this node's db_version %d of incarnation %s with HLC %d, but this database has another transaction at that db_version: it was restored from an older copy and issued it again", peerName, fp.DBV, inc, fp.HLC)
+	} else {
 		return false
 	}
 	r.rotateMu.Lock()
@@ -207,22 +228,33 @@ func (r *Replicator) regressed(ctx context.Context, peerName, inc string, cursor
 	if inc != st.Incarnation() {
 		return true // rotated meanwhile
 	}
-	reason := fmt.Sprintf("%s has pulled this node's changes up to db_version %d of incarnation %s, but this database is at %d: it was restored from an older copy", peerName, cursor, inc, st.DBVersion())
-	if _, err := st.RotateIncarnation(context.WithoutCancel(ctx), reason); err != nil {
+	newInc, err := st.RotateIncarnation(context.WithoutCancel(ctx), reason)
+	if err != nil {
 		r.log.Error("sync: database regression detected but the new incarnation failed", "peer", peerName, "err", err)
 		return true
 	}
-	r.log.Warn("sync: database regression detected; took a new incarnation", "peer", peerName, "peer_cursor", cursor, "db_version", st.DBVersion())
+	r.log.Warn("sync: database regression detected; took a new incarnation", "peer", peerName, "peer_cursor", cursor,
+		"fingerprint", fp.String(), "db_version", st.DBVersion(), "incarnation", newInc)
+	// A pull counts as caught up again only if it starts from here
+	// (pull remembers the epoch it started in).
+	r.epoch++
 	// This node's own pull streams named the old origin, which peers
 	// leave out as an echo: pull again from 0 under the new one, so the
 	// writes this node lost come back.
+	pulls := 0
 	r.mu.Lock()
 	for _, l := range r.loops {
 		if l.action == policy.Pull {
 			l.fromZero.Store(true)
 			l.reconnect()
+			pulls++
 		}
 	}
 	r.mu.Unlock()
+	if pulls == 0 {
+		// No upstream to wait for: nothing would bring back what was
+		// lost, and nothing would ever signal.
+		r.signalCaughtUp(r.epoch)
+	}
 	return true
 }

@@ -53,6 +53,10 @@ type ApplyResult struct {
 	Ignored   int   // changes that lost to or equalled local state
 	Refused   int   // changes refused (see Store.Refusals for why)
 	Held      int   // changes held to be judged again later (see Store.Held)
+	// Fingerprint is what a pull apply stored with the cursor: the
+	// fingerprint of the last group of these that carried the peer's own
+	// changes; zero if none did (the stored one stays).
+	Fingerprint Fingerprint
 	// Drift is never set any more: a group too far ahead is held, and the
 	// rest applied. Kept for callers compiled against the old contract.
 	Drift error
@@ -84,19 +88,77 @@ func (s *Store) Cursor(ctx context.Context, peer, kind string) (dbv int64, incar
 }
 
 // SetCursor durably sets a cursor (e.g. after a push was acknowledged, or to
-// reset it for a new peer incarnation).
+// reset it for a new peer incarnation). A pull cursor's fingerprint stays
+// while it is for the same incarnation and at or below the cursor, and is
+// cleared otherwise.
 func (s *Store) SetCursor(ctx context.Context, peer, kind, incarnation string, dbv int64) error {
-	_, err := s.submitRemote(ctx, true, func(tx *Tx) error { return tx.setCursor(peer, kind, incarnation, dbv) })
+	_, err := s.submitRemote(ctx, true, func(tx *Tx) error { return tx.setCursor(peer, kind, incarnation, dbv, Fingerprint{}) })
 	return err
 }
 
-func (tx *Tx) setCursor(peer, kind, incarnation string, dbv int64) error {
-	st, err := tx.s.stmts.get(tx.ctx, `INSERT INTO outpost_peers (name, kind, incarnation, dbv) VALUES (?, ?, ?, ?) ON CONFLICT (name, kind) DO UPDATE SET incarnation = excluded.incarnation, dbv = excluded.dbv`)
+// CursorFingerprint returns the fingerprint kept with the cursor of kind
+// for peer (see Fingerprint): of the peer incarnation Cursor returns, at or
+// below the cursor; zero if unknown.
+func (s *Store) CursorFingerprint(ctx context.Context, peer, kind string) (Fingerprint, error) {
+	var fp Fingerprint
+	var h int64
+	row := s.replDB.QueryRowContext(ctx, `SELECT fp_dbv, fp_hlc FROM outpost_peers WHERE name = ? AND kind = ?`, peer, kind)
+	if err := row.Scan(&fp.DBV, &h); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return Fingerprint{}, fmt.Errorf("cursor fingerprint %s/%s: %w", peer, kind, err)
+	}
+	fp.HLC = uint64(h)
+	return fp, nil
+}
+
+// setCursor moves a cursor; fp, if not zero, becomes its fingerprint.
+func (tx *Tx) setCursor(peer, kind, incarnation string, dbv int64, fp Fingerprint) error {
+	st, err := tx.s.stmts.get(tx.ctx, `INSERT INTO outpost_peers (name, kind, incarnation, dbv, fp_dbv, fp_hlc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+ON CONFLICT (name, kind) DO UPDATE SET incarnation = excluded.incarnation, dbv = excluded.dbv,
+	fp_dbv = CASE WHEN excluded.fp_dbv > 0 THEN excluded.fp_dbv WHEN outpost_peers.incarnation <> excluded.incarnation OR outpost_peers.fp_dbv > excluded.dbv THEN 0 ELSE outpost_peers.fp_dbv END,
+	fp_hlc = CASE WHEN excluded.fp_dbv > 0 THEN excluded.fp_hlc WHEN outpost_peers.incarnation <> excluded.incarnation OR outpost_peers.fp_dbv > excluded.dbv THEN 0 ELSE outpost_peers.fp_hlc END`)
 	if err != nil {
 		return err
 	}
-	_, err = st.ExecContext(tx.ctx, peer, kind, incarnation, dbv)
+	_, err = st.ExecContext(tx.ctx, peer, kind, incarnation, dbv, fp.DBV, int64(fp.HLC))
 	return err
+}
+
+// peersColumns are the columns added to outpost_peers after it was first
+// created, each with its definition.
+var peersColumns = []struct{ name, def string }{
+	{"fp_dbv", "fp_dbv INTEGER NOT NULL DEFAULT 0"},
+	{"fp_hlc", "fp_hlc INTEGER NOT NULL DEFAULT 0"},
+}
+
+// migratePeers adds the columns outpost_peers lacks (a database created by
+// an older build). It runs at open, in the schema transaction.
+func (s *Store) migratePeers(ctx context.Context) error {
+	have := map[string]bool{}
+	rows, err := s.conn.QueryContext(ctx, `SELECT name FROM pragma_table_info('outpost_peers')`)
+	if err != nil {
+		return fmt.Errorf("migrate outpost_peers: %w", err)
+	}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
+			return fmt.Errorf("migrate outpost_peers: %w", err)
+		}
+		have[name] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("migrate outpost_peers: %w", err)
+	}
+	for _, c := range peersColumns {
+		if have[c.name] {
+			continue
+		}
+		if _, err := s.conn.ExecContext(ctx, "ALTER TABLE outpost_peers ADD COLUMN "+c.def); err != nil {
+			return fmt.Errorf("migrate outpost_peers: add %s: %w", c.name, err)
+		}
+	}
+	return nil
 }
 
 // submitRemote runs fn as a transaction that does not capture (it writes
@@ -132,7 +194,13 @@ func (s *Store) Apply(ctx context.Context, peer, kind, inc string, groups []outp
 				return fmt.Errorf("apply %s group %d: %w", peer, groups[gi].DBV, err)
 			}
 		}
-		return tx.setCursor(peer, kind, inc, through)
+		if kind == CursorPull {
+			// The fingerprint of what was received, kept with the cursor
+			// so the peer can tell whether it was restored (see
+			// Fingerprint).
+			res.Fingerprint = GroupFingerprint(peer+"/"+inc, groups)
+		}
+		return tx.setCursor(peer, kind, inc, through, res.Fingerprint)
 	})
 	if err != nil {
 		return res, err

@@ -146,6 +146,9 @@ func (s *Store) applySchema(ctx context.Context) error {
 		if err := s.migrateHeld(ctx); err != nil {
 			return err
 		}
+		if err := s.migratePeers(ctx); err != nil {
+			return err
+		}
 		for _, t := range tables {
 			if err := s.ensureTable(ctx, t); err != nil {
 				return fmt.Errorf("apply schema: %w", err)
