@@ -81,3 +81,23 @@ func (r *rawBody) UnmarshalJSON(b []byte) error {
 	*r = append((*r)[:0], b...)
 	return nil
 }
+
+// LimitDecisions measures rate-limit decisions (POST /v1/limit) over keys
+// distinct keys far under their limit, so every decision takes the local
+// path (no remote call).
+func LimitDecisions(ctx context.Context, c *Client, conc, keys int, lim Limits) Result {
+	return run(ctx, fmt.Sprintf("rate-limit decision (local path), c=%d", conc), conc, lim, func(ctx context.Context, w int, i int64) error {
+		body := make([]byte, 0, 96)
+		body = append(body, `{"key":"bench:`...)
+		body = strconv.AppendInt(body, i%int64(keys), 10)
+		body = append(body, `","limit":1000000000,"window":"60s","cost":1}`...)
+		var out rawBody
+		if err := c.Post(ctx, "/v1/limit", body, &out); err != nil {
+			return err
+		}
+		if !bytes.Contains(out, []byte(`"allowed":true`)) {
+			return fmt.Errorf("limit decision: unexpected answer %s", out)
+		}
+		return nil
+	})
+}

@@ -27,7 +27,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	duration := fs.Duration("duration", 5*time.Second, "time limit per scenario")
 	maxOps := fs.Int64("max-ops", 200_000, "operation limit per scenario")
 	asJSON := fs.Bool("json", false, "print results as JSON")
-	suite := fs.String("suite", "api", "api (one node's API and disk), replication (the `up` fleet in this process: propagation, throughput, catch-up), processes (one `outpost serve` process per node: deliveries per change, settle time, write rate, idle cost) or limiter (the global rate limiter simulated with 52 nodes)")
+	suite := fs.String("suite", "api", "api (one node's API and disk), replication (the `up` fleet in this process: propagation, throughput, catch-up), processes (one `outpost serve` process per node: deliveries per change, settle time, write rate, idle cost), limiter (the global rate limiter simulated with 52 nodes) or limit-http (POST /v1/limit decisions on the local path against --target or a node it starts)")
 	farms := fs.Int("farms", 2, "processes suite: farms in the fleet (1 master + 1 node + farms x edges)")
 	edges := fs.Int("edges", 2, "processes suite: edges per farm")
 	writes := fs.Int("writes", 200, "processes suite: rows written at the first edge, one per transaction")
@@ -79,8 +79,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		return printResults(stdout, results, *asJSON, 0)
-	} else if *suite != "api" {
-		return fmt.Errorf("--suite %q: want api, replication, processes or limiter", *suite)
+	} else if *suite != "api" && *suite != "limit-http" {
+		return fmt.Errorf("--suite %q: want api, limit-http, replication, processes or limiter", *suite)
 	}
 	dir := *dataDir
 	if dir == "" {
@@ -119,6 +119,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	run0 := strconv.FormatInt(time.Now().UnixNano(), 36)
 	c1 := bench.NewClient(url, *token, 1)
 	c16 := bench.NewClient(url, *token, 16)
+	if *suite == "limit-http" {
+		add(bench.LimitDecisions(ctx, c1, 1, 1000, lim))
+		add(bench.LimitDecisions(ctx, c16, 16, 1000, lim))
+		return printResults(stdout, results, *asJSON, fsync.P50)
+	}
 	w1, ids1 := bench.Writes(ctx, c1, 1, lim, run0+"a")
 	add(w1)
 	w16, ids16 := bench.Writes(ctx, c16, 16, lim, run0+"b")

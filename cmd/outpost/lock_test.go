@@ -1,6 +1,7 @@
 package main
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -35,5 +36,19 @@ func TestServe_DataDirLocked(t *testing.T) {
 		"--name", "EDGE01", "--location", "LHR", "--farm", "lhr", "--role", "edge", "--code", "43ax")
 	if code != 1 || !strings.Contains(errs, dir) || !strings.Contains(errs, "in use") {
 		t.Fatalf("serve on a locked directory: exit %d, stderr %q; want exit 1 naming %s as in use", code, errs, dir)
+	}
+}
+
+// TestUp_NewFleetDir: `up --dir X` with X not there yet creates it and locks
+// it (it used to fail: the lock file's directory did not exist).
+func TestUp_NewFleetDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "new", "fleet")
+	lock, err := lockFleetDir(dir)
+	if err != nil {
+		t.Fatalf("lock a new fleet directory: %v", err)
+	}
+	defer lock.Close()
+	if _, err := lockFleetDir(dir); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second lock: %v, want in use", err)
 	}
 }

@@ -33,9 +33,9 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	// One fleet per directory: a second `up --dir` would start the same
 	// nodes on the same data.
-	lock, err := store.LockDir(*dir)
+	lock, err := lockFleetDir(*dir)
 	if err != nil {
-		return fmt.Errorf("fleet directory: %w", err)
+		return err
 	}
 	defer lock.Close()
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
@@ -62,4 +62,17 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return f.Close(sctx)
+}
+
+// lockFleetDir creates dir if needed and takes its lock (one `up` per
+// fleet directory).
+func lockFleetDir(dir string) (*store.DirLock, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("fleet directory: %w", err)
+	}
+	lock, err := store.LockDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("fleet directory: %w", err)
+	}
+	return lock, nil
 }
