@@ -34,6 +34,11 @@ const MaxStatements = 1000
 // returns once the transaction is durable, with the db_version it committed
 // as. Errors are *Error with a stable code.
 func (s *Store) Exec(ctx context.Context, stmts []Statement) ([]Result, int64, error) {
+	return s.exec(ctx, stmts, nil)
+}
+
+// exec is Exec with an optional then run in the same transaction (ExecThen).
+func (s *Store) exec(ctx context.Context, stmts []Statement, then func(*Tx, []Result) error) ([]Result, int64, error) {
 	if len(stmts) == 0 {
 		return nil, 0, errorf(CodeBadRequest, -1, "no statements: send at least one in \"statements\"")
 	}
@@ -51,7 +56,7 @@ func (s *Store) Exec(ctx context.Context, stmts []Statement) ([]Result, int64, e
 	results := make([]Result, len(stmts))
 	// One statement that returns no rows needs no savepoint. (With RETURNING
 	// the changes are made before rows are read, and reading can still fail.)
-	single := len(stmts) == 1 && (!checked[0].returning || checked[0].read)
+	single := len(stmts) == 1 && (!checked[0].returning || checked[0].read) && then == nil
 	dbv, err := s.submit(ctx, single, func(tx *Tx) error {
 		for i, c := range checked {
 			r, err := tx.appExec(c, i)
@@ -59,6 +64,9 @@ func (s *Store) Exec(ctx context.Context, stmts []Statement) ([]Result, int64, e
 				return err
 			}
 			results[i] = r
+		}
+		if then != nil {
+			return then(tx, results)
 		}
 		return nil
 	})
