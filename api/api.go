@@ -38,6 +38,8 @@ type Config struct {
 	// Draining, if set and true, refuses new writes with 503 (the node is
 	// shutting down).
 	Draining func() bool
+	// Idempotency bounds what is kept for Idempotency-Key (idempotency.go).
+	Idempotency IdempotencyConfig
 }
 
 // Server is the HTTP handler of the app API.
@@ -46,6 +48,7 @@ type Server struct {
 	cfg   Config
 	log   *slog.Logger
 	mux   *http.ServeMux
+	idem  *idempotency
 }
 
 // New returns the API handler for st.
@@ -56,7 +59,7 @@ func New(st *store.Store, cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{store: st, cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	s := &Server{store: st, cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), idem: newIdempotency(cfg.Idempotency)}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("POST /v1/exec", s.auth(s.observe("exec", s.exec)))
 	s.mux.HandleFunc("POST /v1/query", s.auth(s.observe("query", s.query)))
@@ -172,6 +175,13 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "draining", "this node is shutting down and takes no new writes; retry on another node or in a few seconds", -1)
 		return
 	}
+	key, hasKey := "", false
+	if vs := r.Header.Values(IdempotencyHeader); len(vs) > 0 {
+		if key, hasKey = vs[0], true; len(vs) > 1 || !validIdempotencyKey(key) {
+			writeError(w, http.StatusBadRequest, "bad_idempotency_key", fmt.Sprintf("%s must be one header of 1 to %d printable ASCII characters", IdempotencyHeader, MaxIdempotencyKey), -1)
+			return
+		}
+	}
 	var req execRequest
 	if !s.decode(w, r, &req, execShape) {
 		return
@@ -188,29 +198,16 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 		}
 		stmts[i] = conv
 	}
+	if hasKey {
+		s.execIdempotent(w, r, key, stmts)
+		return
+	}
 	results, dbv, err := s.store.Exec(r.Context(), stmts)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	b := make([]byte, 0, 64+32*len(results))
-	b = append(b, `{"results":[`...)
-	for i, res := range results {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, `{"rows_affected":`...)
-		b = strconv.AppendInt(b, res.RowsAffected, 10)
-		if res.Columns != nil {
-			b = append(b, ',')
-			b = appendRows(b, res.Columns, res.Rows)
-		}
-		b = append(b, '}')
-	}
-	b = append(b, `],"db_version":`...)
-	b = strconv.AppendInt(b, dbv, 10)
-	b = append(b, '}')
-	writeJSON(w, http.StatusOK, b)
+	writeJSON(w, http.StatusOK, execBody(results, dbv))
 }
 
 type queryRequest struct {
