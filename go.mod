@@ -3,6 +3,7 @@ module github.com/outpost-edge/outpost
 go 1.26.8
 
 require (
+	github.com/chzyer/readline v1.5.1
 	github.com/fxamacker/cbor/v2 v2.9.6
 	github.com/prometheus/client_golang v1.25.0
 	modernc.org/libc v1.79.0

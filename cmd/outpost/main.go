@@ -28,6 +28,7 @@ func commands() []command {
 		{"init-k8s", "write the Kubernetes Secret (identities) and ConfigMap (trust list, schema) for deploy/k8s", runInitK8s},
 		{"id", "print this node's public identity line for peers' trust lists", runID},
 		{"bench", "benchmark a running node's API and the data disk's fsync rate", runBench},
+		{"shell", "an SQL prompt on a node's API (history, .tables, .schema, .mode); or run SQL from a pipe", runShellCmd},
 		{"probe", "GET a URL and fail unless it answers 200 (container health checks)", runProbe},
 		{"version", "print the version", runVersion},
 		{"help", "show help for a command", nil},
