@@ -63,6 +63,11 @@ func runInteractive(ctx context.Context, c *client.Client, token string, stdout,
 	}
 	if home, err := os.UserHomeDir(); err == nil {
 		cfg.HistoryFile = filepath.Join(home, historyFile)
+		// readline would create it world-readable; statements may hold
+		// secrets.
+		if f, err := os.OpenFile(cfg.HistoryFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600); err == nil {
+			f.Close()
+		}
 	}
 	rl, err := readline.NewEx(cfg)
 	if err != nil {
