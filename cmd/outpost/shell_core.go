@@ -134,13 +134,36 @@ func (s *shell) loop(ctx context.Context, src lineSource) error {
 		if !complete(text) {
 			continue
 		}
-		src.SaveHistory(strings.Join(lines, " "))
+		src.SaveHistory(historyEntry(lines))
 		buf.Reset()
 		lines = lines[:0]
 		if err := s.runText(ctx, text, startLine); err != nil {
 			return err
 		}
 	}
+}
+
+// historyEntry is a statement typed over several lines as one history
+// line: the lines joined with spaces. A "--" comment would then hide the
+// rest, so a statement holding one is rebuilt from its tokens (comments
+// dropped).
+func historyEntry(lines []string) string {
+	joined := strings.Join(lines, " ")
+	if len(lines) < 2 || !strings.Contains(joined, "--") {
+		return joined
+	}
+	toks, err := sqltext.Tokens(strings.Join(lines, "\n"))
+	if err != nil {
+		return joined
+	}
+	var b strings.Builder
+	for i, t := range toks {
+		if i > 0 && t.Kind != sqltext.Semicolon {
+			b.WriteByte(' ')
+		}
+		b.WriteString(t.Text)
+	}
+	return b.String()
 }
 
 // finish is the session's result: nil, or how many statements failed when

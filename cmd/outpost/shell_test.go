@@ -303,3 +303,18 @@ func TestWriteRows(t *testing.T) {
 		t.Errorf("empty table: %v %q", err, b.String())
 	}
 }
+
+func TestHistoryEntry(t *testing.T) {
+	for _, tc := range []struct {
+		lines []string
+		want  string
+	}{
+		{[]string{"SELECT 1;"}, "SELECT 1;"},
+		{[]string{"SELECT a,", "b FROM t;"}, "SELECT a, b FROM t;"},
+		{[]string{"SELECT a, -- first", "b FROM t WHERE c = '--';"}, "SELECT a , b FROM t WHERE c = '--';"},
+	} {
+		if got := historyEntry(tc.lines); got != tc.want {
+			t.Errorf("historyEntry(%q) = %q, want %q", tc.lines, got, tc.want)
+		}
+	}
+}
