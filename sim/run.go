@@ -265,14 +265,20 @@ func (f *Fleet) converge(ctx context.Context, want int64, skip map[*node]bool) (
 			pending = append(pending, n)
 		}
 	}
+	var lastErr error
 	for {
 		rest := pending[:0]
 		for _, n := range pending {
+			// A count that fails (e.g. a statement timeout on an
+			// overloaded machine) leaves the node pending.
 			c, err := count(ctx, n.st)
 			if err != nil {
-				return 0, err
+				if ctx.Err() != nil {
+					return 0, ctx.Err()
+				}
+				lastErr = err
 			}
-			if c < want {
+			if err != nil || c < want {
 				rest = append(rest, n)
 			}
 		}
@@ -285,7 +291,7 @@ func (f *Fleet) converge(ctx context.Context, want int64, skip map[*node]bool) (
 			for _, n := range pending[:min(len(pending), 10)] {
 				names = append(names, n.id.Name)
 			}
-			return 0, fmt.Errorf("%d nodes still lack rows after %s (want %d), e.g. %s", len(pending), f.opts.Timeout, want, strings.Join(names, ", "))
+			return 0, fmt.Errorf("%d nodes still lack rows after %s (want %d), e.g. %s (last count error: %v)", len(pending), f.opts.Timeout, want, strings.Join(names, ", "), lastErr)
 		}
 		if err := sleep(ctx, 50*time.Millisecond); err != nil {
 			return 0, err
