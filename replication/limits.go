@@ -1,12 +1,19 @@
 package replication
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"sync"
 
 	"github.com/outpost-edge/outpost/peer"
 )
+
+// DefaultMaxStreams is the default bound on the sync requests served at
+// once. A hub of a large fleet serves a stream to every edge that prefers
+// it (hundreds), and an idle stream costs little: memory is bounded by
+// MaxServeBatches instead.
+const DefaultMaxStreams = 4096
 
 // streamLimiter bounds the sync requests (pull streams and pushes) served
 // at once, per peer and in total.
@@ -61,5 +68,16 @@ func (r *Replicator) acquire(w http.ResponseWriter, name string) (release func()
 func (r *Replicator) refuse(kind, detail string) {
 	if r.cfg.Refusals != nil {
 		r.cfg.Refusals.Add(kind, detail)
+	}
+}
+
+// batchSlot takes one of the MaxServeBatches slots, waiting for one; false
+// when ctx ends first.
+func (r *Replicator) batchSlot(ctx context.Context) (release func(), ok bool) {
+	select {
+	case r.batches <- struct{}{}:
+		return func() { <-r.batches }, true
+	case <-ctx.Done():
+		return nil, false
 	}
 }

@@ -66,8 +66,15 @@ type Config struct {
 	PushReadTimeout time.Duration
 	// MaxStreamsPerPeer and MaxStreams bound the sync requests (pull
 	// streams, pushes) served at once for one peer and in total; beyond,
-	// 429 too_many_streams or 503 server_busy. 0 = 4 and 256.
+	// 429 too_many_streams or 503 server_busy. 0 = 4 and DefaultMaxStreams.
 	MaxStreamsPerPeer, MaxStreams int
+	// MaxServeBatches bounds the batches being read and written to pull
+	// streams at once (0 = 64): open streams are cheap, a batch in flight
+	// holds up to MaxBatchBytes, so memory is bounded by this, not by the
+	// number of streams. A batch not written within BatchWriteTimeout
+	// (0 = 30s; a puller that stopped reading) ends its stream.
+	MaxServeBatches   int
+	BatchWriteTimeout time.Duration
 	// Refusals, if set, counts streams refused for load and groups that
 	// could not be sent (the peer server's counters).
 	Refusals *peer.Refusals
@@ -101,6 +108,7 @@ type Replicator struct {
 	started bool
 
 	streams *streamLimiter
+	batches chan struct{} // slots of MaxServeBatches
 	ackMu   sync.Mutex
 	acks    map[string]PullAck // by peer name
 	// rotateMu orders the new incarnations this node takes with the pulls
@@ -153,10 +161,17 @@ func New(cfg Config) *Replicator {
 		cfg.MaxStreamsPerPeer = 4
 	}
 	if cfg.MaxStreams <= 0 {
-		cfg.MaxStreams = 256
+		cfg.MaxStreams = DefaultMaxStreams
+	}
+	if cfg.MaxServeBatches <= 0 {
+		cfg.MaxServeBatches = 64
+	}
+	if cfg.BatchWriteTimeout <= 0 {
+		cfg.BatchWriteTimeout = 30 * time.Second
 	}
 	return &Replicator{cfg: cfg, log: cfg.Logger, loops: map[string]*loop{},
 		streams: newStreamLimiter(cfg.MaxStreamsPerPeer, cfg.MaxStreams), acks: map[string]PullAck{},
+		batches:   make(chan struct{}, cfg.MaxServeBatches),
 		signalled: -1, sleep: sleepCtx}
 }
 

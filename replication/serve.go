@@ -95,6 +95,7 @@ func (r *Replicator) serveChanges(w http.ResponseWriter, req *http.Request) {
 		return nil
 	}
 	s := &server{r: r, peer: p.Name, fw: fw, parts: q.Get("parts") == "1"}
+	rc := http.NewResponseController(w)
 	st := r.cfg.Store
 	ctx := req.Context()
 	f := r.filter(origin)
@@ -115,24 +116,15 @@ func (r *Replicator) serveChanges(w http.ResponseWriter, req *http.Request) {
 			_ = flush()
 			return
 		}
-		groups, through, err := st.ChangesSinceFilter(ctx, since, f)
+		through, err := s.batch(ctx, rc, since, f, flush)
 		if err != nil {
-			if ctx.Err() == nil {
+			if ctx.Err() == nil && !errors.Is(err, errStreamWrite) {
 				_ = fw.Write(wire.ErrorFrame(err.Error()))
 				_ = flush()
 			}
 			return
 		}
-		if err := s.writeGroups(groups); err != nil {
-			return
-		}
 		if through > since {
-			if err := fw.Write(wire.ProgressFrame(through)); err != nil {
-				return
-			}
-			if err := flush(); err != nil {
-				return
-			}
 			since, sent = through, true
 			continue
 		}
@@ -257,4 +249,43 @@ func (r *Replicator) regressed(ctx context.Context, peerName, inc string, cursor
 		r.signalCaughtUp(r.epoch)
 	}
 	return true
+}
+
+// errStreamWrite marks a failure to write to the puller (the stream is
+// gone or stalled): nothing more can be said on it.
+var errStreamWrite = errors.New("pull stream write failed")
+
+// batch reads the next batch after since and writes it, with a progress
+// frame when the cursor moves, holding one of the MaxServeBatches slots
+// (the batch is in memory meanwhile) and a write deadline (a puller that
+// stopped reading frees the slot). It returns the new cursor.
+func (s *server) batch(ctx context.Context, rc *http.ResponseController, since int64, f store.ChangeFilter, flush func() error) (int64, error) {
+	release, ok := s.r.batchSlot(ctx)
+	if !ok {
+		return since, ctx.Err()
+	}
+	defer release()
+	groups, through, err := s.r.cfg.Store.ChangesSinceFilter(ctx, since, f)
+	if err != nil {
+		return since, err
+	}
+	if len(groups) == 0 && through <= since {
+		return since, nil
+	}
+	// Not every ResponseWriter supports deadlines (in-process transports):
+	// then the stream's context is the only bound.
+	_ = rc.SetWriteDeadline(time.Now().Add(s.r.cfg.BatchWriteTimeout))
+	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
+	if err := s.writeGroups(groups); err != nil {
+		return since, fmt.Errorf("%w: %v", errStreamWrite, err)
+	}
+	if through > since {
+		if err := s.fw.Write(wire.ProgressFrame(through)); err != nil {
+			return since, fmt.Errorf("%w: %v", errStreamWrite, err)
+		}
+		if err := flush(); err != nil {
+			return since, fmt.Errorf("%w: %v", errStreamWrite, err)
+		}
+	}
+	return through, nil
 }

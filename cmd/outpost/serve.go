@@ -15,6 +15,7 @@ import (
 	"github.com/outpost-edge/outpost"
 	"github.com/outpost-edge/outpost/api"
 	"github.com/outpost-edge/outpost/node"
+	"github.com/outpost-edge/outpost/replication"
 	"github.com/outpost-edge/outpost/store"
 )
 
@@ -58,7 +59,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	peerReadHeaderTimeout := fs.Duration("peer-read-header-timeout", 10*time.Second, "peer listener: time for the TLS handshake and a request's headers")
 	peerReadTimeout := fs.Duration("peer-read-timeout", 60*time.Second, "peer listener: time to read a request body (a push extends it after every frame; pull streams have no body)")
 	peerIdleTimeout := fs.Duration("peer-idle-timeout", 2*time.Minute, "peer listener: how long a connection with no open stream stays open")
-	maxStreams := fs.Int("max-streams", 256, "most sync requests (pull streams, pushes) served at once; beyond, 503 server_busy")
+	maxStreams := fs.Int("max-streams", replication.DefaultMaxStreams, "most sync requests (pull streams, pushes) open at once; beyond, 503 server_busy (memory is bounded by the batches in flight, 64, not by open streams)")
 	maxStreamsPerPeer := fs.Int("max-streams-per-peer", 4, "most sync requests served at once to one peer; beyond, 429 too_many_streams")
 	maxPushBytes := fs.Int64("max-push-bytes", 512<<20, "largest push body in bytes; beyond, 413 push_too_large")
 	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile of the whole run to this file (for performance work)")
