@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -198,6 +199,115 @@ func MarkRestored(ctx context.Context, path string) (BackupInfo, error) {
 		return BackupInfo{}, fmt.Errorf("prepare restored database %s: %w", path, err)
 	}
 	return info, nil
+}
+
+// ErrHasDatabase is returned (wrapped) by Restore when the data directory
+// already holds a database and force is not set.
+var ErrHasDatabase = errors.New("the data directory already holds a database")
+
+// Restore installs the backup at from as the database of the data
+// directory dir, for a node to start on: it verifies the backup
+// (VerifyBackup), takes the directory's lock (so it fails with ErrLocked
+// while a node runs on dir), refuses a directory that already holds a
+// database unless force, copies the backup next to it, prepares the copy
+// (MarkRestored: a new incarnation at the next start, pull cursors
+// dropped) and renames it to dir/outpost.db, after removing the old
+// database's -wal and -shm files, so nothing of the old database is
+// applied to the new one. The identity files in dir are left as they are.
+//
+// It returns what the backup holds.
+func Restore(ctx context.Context, dir, from string, force bool) (BackupInfo, error) {
+	info, err := VerifyBackup(ctx, from)
+	if err != nil {
+		return BackupInfo{}, fmt.Errorf("restore: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return BackupInfo{}, fmt.Errorf("restore: %w", err)
+	}
+	lock, err := LockDir(dir)
+	if err != nil {
+		return BackupInfo{}, fmt.Errorf("restore: %w", err)
+	}
+	defer lock.Close()
+	dst := filepath.Join(dir, DBFile)
+	if _, err := os.Stat(dst); err == nil && !force {
+		return BackupInfo{}, fmt.Errorf("restore: %w: %s (use force to replace it; what it holds that the backup lacks is lost here, and comes back only from peers)", ErrHasDatabase, dst)
+	} else if err != nil && !os.IsNotExist(err) {
+		return BackupInfo{}, fmt.Errorf("restore: %w", err)
+	}
+	tmp := dst + ".restore"
+	ok := false
+	defer func() {
+		if !ok {
+			removeDBFiles(tmp)
+		}
+	}()
+	removeDBFiles(tmp)
+	if err := copyFileSync(from, tmp); err != nil {
+		return BackupInfo{}, fmt.Errorf("restore: %w", err)
+	}
+	if _, err := MarkRestored(ctx, tmp); err != nil {
+		return BackupInfo{}, fmt.Errorf("restore: %w", err)
+	}
+	if err := syncFile(tmp); err != nil {
+		return BackupInfo{}, fmt.Errorf("restore: %w", err)
+	}
+	// The old database's WAL must not be replayed onto the new file.
+	for _, suffix := range []string{"-wal", "-shm", "-journal"} {
+		if err := os.Remove(dst + suffix); err != nil && !os.IsNotExist(err) {
+			return BackupInfo{}, fmt.Errorf("restore: remove the old database's %s: %w", suffix, err)
+		}
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return BackupInfo{}, fmt.Errorf("restore: %w", err)
+	}
+	ok = true
+	if err := syncFile(dir); err != nil {
+		return BackupInfo{}, fmt.Errorf("restore: %w", err)
+	}
+	return info, nil
+}
+
+// removeDBFiles removes a database file and its side files, if there.
+func removeDBFiles(path string) {
+	for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
+		_ = os.Remove(path + suffix)
+	}
+}
+
+// copyFileSync copies src to a new file dst and fsyncs it.
+func copyFileSync(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copy %s to %s: %w", src, dst, err)
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return fmt.Errorf("sync %s: %w", dst, err)
+	}
+	return out.Close()
+}
+
+// syncFile fsyncs a file or directory.
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	return nil
 }
 
 // finishFile makes the database at path a self-contained rollback-journal

@@ -182,3 +182,76 @@ func TestVerifyBackup_Refuses(t *testing.T) {
 		t.Fatal("verify created the missing file")
 	}
 }
+
+// writeBackup makes a backup of s into a file and returns its path.
+func writeBackup(t *testing.T, s *store.Store) string {
+	t.Helper()
+	b, err := s.Backup(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	path := filepath.Join(t.TempDir(), "backup.db")
+	out, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	if _, err := io.Copy(out, b.File); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestRestore_Dir: Restore refuses a directory a store holds (locked) and
+// one that has a database (unless force), and installs the backup so the
+// store opens it with a new incarnation, its data and no stale WAL.
+func TestRestore_Dir(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := store.Open(ctx, store.Options{Dir: dir, Identity: testutil.Identity("EDGE01", "43ax"), Schema: testutil.PagesSchema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec(t, s, `INSERT INTO kv (k, n, v) VALUES ('a', 1, 'kept')`)
+	backup := writeBackup(t, s)
+	exec(t, s, `INSERT INTO kv (k, n, v) VALUES ('a', 2, 'lost')`)
+	oldInc := s.Incarnation()
+	if _, err := store.Restore(ctx, dir, backup, true); !errors.Is(err, store.ErrLocked) {
+		t.Fatalf("restore into a running store's dir: %v, want ErrLocked", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Restore(ctx, dir, backup, false); !errors.Is(err, store.ErrHasDatabase) {
+		t.Fatalf("restore over a database without force: %v, want ErrHasDatabase", err)
+	}
+	info, err := store.Restore(ctx, dir, backup, true)
+	if err != nil {
+		t.Fatalf("restore with force: %v", err)
+	}
+	if info.Incarnation != oldInc || info.DBVersion != 1 {
+		t.Fatalf("restored %+v", info)
+	}
+	for _, f := range []string{"-wal", "-shm", ".restore"} {
+		if _, err := os.Stat(filepath.Join(dir, store.DBFile+f)); err == nil {
+			t.Fatalf("%s%s left after restore", store.DBFile, f)
+		}
+	}
+	r := testutil.OpenStore(t, dir, store.Options{})
+	if r.Incarnation() == oldInc || r.DBVersion() != 1 {
+		t.Fatalf("restored store: incarnation %s (old %s), db_version %d", r.Incarnation(), oldInc, r.DBVersion())
+	}
+	if got := fmt.Sprint(query(t, r, `SELECT n, v FROM kv ORDER BY n`)); got != "[[1 kept]]" {
+		t.Fatalf("restored rows %s", got)
+	}
+
+	// Into a new directory: no force needed.
+	fresh := filepath.Join(t.TempDir(), "new")
+	if _, err := store.Restore(ctx, fresh, backup, false); err != nil {
+		t.Fatalf("restore into a new dir: %v", err)
+	}
+	if _, err := store.Restore(ctx, filepath.Join(t.TempDir(), "x"), filepath.Join(t.TempDir(), "none.db"), false); err == nil {
+		t.Fatal("restore from a missing file succeeded")
+	}
+}
