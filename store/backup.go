@@ -231,7 +231,7 @@ func Restore(ctx context.Context, dir, from string, force bool) (BackupInfo, err
 	defer lock.Close()
 	dst := filepath.Join(dir, DBFile)
 	if _, err := os.Stat(dst); err == nil && !force {
-		return BackupInfo{}, fmt.Errorf("restore: %w: %s (use force to replace it; what it holds that the backup lacks is lost here, and comes back only from peers)", ErrHasDatabase, dst)
+		return BackupInfo{}, fmt.Errorf("restore: %w: %s (restore with --force to replace it; what it holds that the backup lacks is lost here, and comes back only from peers)", ErrHasDatabase, dst)
 	} else if err != nil && !os.IsNotExist(err) {
 		return BackupInfo{}, fmt.Errorf("restore: %w", err)
 	}
