@@ -41,7 +41,7 @@ func TestBackupRestore_CLI(t *testing.T) {
 	}
 
 	data := filepath.Join(t.TempDir(), "data")
-	lock, err := store.LockDir(mkdir(t, data))
+	lock, err := store.LockDir(mkdirBackupTest(t, data))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestBackupRestore_CLI(t *testing.T) {
 	}
 }
 
-func mkdir(t *testing.T, dir string) string {
+func mkdirBackupTest(t *testing.T, dir string) string {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
