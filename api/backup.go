@@ -33,6 +33,11 @@ const backupChunkTimeout = 60 * time.Second
 // node's database (store.Backup), streamed as a SQLite file. One backup at
 // a time: another request meanwhile gets 409 backup_in_progress.
 func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
+	// Making the snapshot of a large database may take longer than the
+	// listener's write timeout: nothing is written meanwhile, so lift it
+	// (it is set again chunk by chunk below).
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Time{})
 	b, err := s.store.Backup(r.Context())
 	if errors.Is(err, store.ErrBackupInProgress) {
 		w.Header().Set("Retry-After", "10")
@@ -51,7 +56,6 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
 	h.Set(BackupDBVersionHeader, strconv.FormatInt(b.Info.DBVersion, 10))
 	h.Set(BackupIncarnationHeader, b.Info.Incarnation)
 	h.Set("Cache-Control", "no-store")
-	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Now().Add(backupChunkTimeout))
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
