@@ -64,6 +64,7 @@ func New(st *store.Store, cfg Config) *Server {
 	s.mux.HandleFunc("POST /v1/exec", s.auth(s.observe("exec", s.exec)))
 	s.mux.HandleFunc("POST /v1/query", s.auth(s.observe("query", s.query)))
 	s.mux.HandleFunc("GET /v1/ids", s.auth(s.ids))
+	s.mux.HandleFunc("GET /v1/backup", s.auth(s.backup))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route %s %s; see docs/API.md", r.Method, r.URL.Path), -1)
 	})
@@ -104,7 +105,7 @@ func allowedMethod(path string) string {
 	switch path {
 	case "/v1/exec", "/v1/query", "/v1/limit", "/v1/limit/block":
 		return http.MethodPost
-	case "/v1/ids", "/healthz", "/readyz", "/v1/status", "/metrics":
+	case "/v1/ids", "/v1/backup", "/healthz", "/readyz", "/v1/status", "/metrics":
 		return http.MethodGet
 	}
 	return ""

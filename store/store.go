@@ -133,6 +133,8 @@ type Store struct {
 	failed   chan struct{} // closed when a COMMIT failed: see fail
 	failErr  error
 	busy     atomic.Bool // a client transaction is running (tests)
+
+	backupBusy atomic.Bool // a Backup is being made or read (backup.go)
 }
 
 // txContext is what the capture triggers and SQL functions see of the

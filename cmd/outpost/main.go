@@ -29,6 +29,8 @@ func commands() []command {
 		{"id", "print this node's public identity line for peers' trust lists", runID},
 		{"bench", "benchmark a running node's API and the data disk's fsync rate", runBench},
 		{"shell", "an SQL prompt on a node's API (history, .tables, .schema, .mode); or run SQL from a pipe", runShellCmd},
+		{"backup", "download a consistent backup of a running node: outpost backup --target URL --to FILE", runBackup},
+		{"restore", "install a backup in a stopped node's data dir (it takes a new incarnation): outpost restore --data DIR --from FILE", runRestore},
 		{"probe", "GET a URL and fail unless it answers 200 (container health checks)", runProbe},
 		{"version", "print the version", runVersion},
 		{"help", "show help for a command", nil},

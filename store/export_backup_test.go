@@ -1,0 +1,4 @@
+package store
+
+// DataDir returns the store's data directory (backup tests).
+func DataDir(s *Store) string { return s.opts.Dir }
