@@ -204,7 +204,6 @@ type response struct {
 	ctx      context.Context
 	lat      time.Duration
 	from, to *node
-	headSent bool
 }
 
 func (p *response) Header() http.Header { return p.hdr }
