@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 )
 
 // command is one subcommand: its name, a one-line summary, an example shown
@@ -198,6 +199,38 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 			if serr := f.Value.Set(v); serr != nil {
 				err = fmt.Errorf("%s=%q: %v", env, v, serr)
 			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return checkNonNegative(fs)
+}
+
+// checkNonNegative refuses a negative number or duration in any flag: sizes,
+// limits, timeouts and counts are never negative (0 is each flag's "none" or
+// "default" where it has one), and a negative one used to fall back to the
+// default silently.
+func checkNonNegative(fs *flag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		g, ok := f.Value.(flag.Getter)
+		if !ok || err != nil {
+			return
+		}
+		neg := false
+		switch v := g.Get().(type) {
+		case int:
+			neg = v < 0
+		case int64:
+			neg = v < 0
+		case time.Duration:
+			neg = v < 0
+		case float64:
+			neg = v < 0
+		}
+		if neg {
+			err = fmt.Errorf("--%s %s: must not be negative", f.Name, f.Value)
 		}
 	})
 	return err

@@ -132,3 +132,23 @@ func TestRun_Help(t *testing.T) {
 		t.Errorf("help bench shows -suite up: %q", out)
 	}
 }
+
+// TestRun_NegativeFlags: a negative size, count or duration is refused with
+// a message naming the flag (serve --max-body -5 used to start with the
+// default), from the command line and from the environment.
+func TestRun_NegativeFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"serve", "--data", t.TempDir(), "--max-body", "-5"},
+		{"serve", "--data", t.TempDir(), "--statement-timeout", "-1s"},
+		{"probe", "--timeout", "-3s"},
+	} {
+		code, _, errs := runCmd(t, args...)
+		if code != 1 || !strings.Contains(errs, "must not be negative") || !strings.Contains(errs, args[len(args)-2]) {
+			t.Errorf("%q: exit %d %q", args, code, errs)
+		}
+	}
+	t.Setenv("OUTPOST_MAX_BODY", "-5")
+	if code, _, errs := runCmd(t, "serve", "--data", t.TempDir()); code != 1 || !strings.Contains(errs, "--max-body -5: must not be negative") {
+		t.Errorf("OUTPOST_MAX_BODY=-5: exit %d %q", code, errs)
+	}
+}
