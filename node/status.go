@@ -12,18 +12,37 @@ import (
 
 // Status is the answer of GET /v1/status and `outpost status`.
 type Status struct {
-	Name        string                   `json:"name"`
-	Role        string                   `json:"role"`
-	Farm        string                   `json:"farm,omitempty"`
-	Incarnation string                   `json:"incarnation"`
-	DBVersion   int64                    `json:"db_version"`
-	SlugsReady  bool                     `json:"slugs_ready"`
-	Links       []replication.LinkStatus `json:"links"`
-	Replication store.ReplStats          `json:"replication"`
-	Held        map[string]int64         `json:"held_changes"` // by rule
-	Refused     []store.Refusal          `json:"refused_changes"`
-	Refusals    []peer.Refusal           `json:"refusals"`
-	Writes      store.Stats              `json:"writes"`
+	Name        string           `json:"name"`
+	Role        string           `json:"role"`
+	Farm        string           `json:"farm,omitempty"`
+	Incarnation string           `json:"incarnation"`
+	DBVersion   int64            `json:"db_version"`
+	SlugsReady  bool             `json:"slugs_ready"`
+	Links       []Link           `json:"links"`
+	Replication store.ReplStats  `json:"replication"`
+	Held        map[string]int64 `json:"held_changes"` // by rule
+	Refused     []store.Refusal  `json:"refused_changes"`
+	Refusals    []peer.Refusal   `json:"refusals"`
+	Writes      store.Stats      `json:"writes"`
+}
+
+// Link is one sync link in the status. Its lag is unknown (null in JSON)
+// while the link is down: the peer's db_version it holds is the last one
+// heard of, so the lag computed from it would read 0 on a dead link.
+type Link struct {
+	replication.LinkStatus
+	LagChanges *int64   `json:"lag_db_versions"` // null while the link is down
+	LagSeconds *float64 `json:"lag_seconds"`     // null while the link is down
+}
+
+// newLink returns the status of link l.
+func newLink(l replication.LinkStatus) Link {
+	out := Link{LinkStatus: l}
+	if l.Connected {
+		lag, secs := l.LagChanges, l.LagSeconds
+		out.LagChanges, out.LagSeconds = &lag, &secs
+	}
+	return out
 }
 
 // Status reports the node's replication state.
@@ -31,12 +50,14 @@ func (n *Node) Status() Status {
 	st := Status{
 		Name: n.Identity.Name, Role: string(n.Identity.Role), Farm: n.Identity.Farm,
 		Incarnation: n.Store.Incarnation(), DBVersion: n.Store.DBVersion(), SlugsReady: n.Store.SlugsReady(),
-		Replication: n.Store.ReplStats(), Writes: n.Store.Stats(), Links: []replication.LinkStatus{}, Refusals: []peer.Refusal{},
+		Replication: n.Store.ReplStats(), Writes: n.Store.Stats(), Links: []Link{}, Refusals: []peer.Refusal{},
 	}
 	st.Held, _ = n.Store.Held(context.Background())
 	st.Refused = n.Store.Refusals()
 	if n.Repl != nil {
-		st.Links = n.Repl.Status()
+		for _, l := range n.Repl.Status() {
+			st.Links = append(st.Links, newLink(l))
+		}
 	}
 	if n.Peers != nil {
 		st.Refusals = append(st.Refusals, n.Peers.Refusals.Snapshot()...)
