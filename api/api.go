@@ -445,6 +445,12 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusInternalServerError, store.CodeInternal, err.Error(), -1)
 		return
 	}
+	if e.Code == store.CodeSQL && strings.Contains(e.Message, "may not be modified") {
+		// SQLite refuses a write to its schema table (DELETE FROM
+		// sqlite_master) before the authorizer is asked: a refusal, not an
+		// SQL error.
+		e = &store.Error{Code: store.CodeNotAllowed, Statement: e.Statement, Message: store.DDLNotAllowed + " (" + e.Message + ")", Err: e}
+	}
 	status := http.StatusBadRequest
 	switch e.Code {
 	case store.CodeConstraint:

@@ -458,8 +458,10 @@ func TestServer_BadInput(t *testing.T) {
 		{name: "exec INSERT outpost_clock__pages", path: "/v1/exec", body: execBody(t, stmt{SQL: "INSERT OR REPLACE INTO outpost_clock__pages SELECT * FROM outpost_clock__pages"}), wantStatus: 403, wantCode: "not_allowed", wantStmt: intp(0)},
 		{name: "exec UPDATE outpost_clock__pages behind WITH", path: "/v1/exec", body: execBody(t, stmt{SQL: "WITH x AS (SELECT 1) UPDATE outpost_clock__pages SET cl = cl + 1"}), wantStatus: 403, wantCode: "not_allowed", wantStmt: intp(0)},
 		{name: "exec DROP INDEX of a clock table", path: "/v1/exec", body: execBody(t, stmt{SQL: "DROP INDEX outpost_clock__pages__dbv"}), wantStatus: 403, wantCode: "not_allowed", wantStmt: intp(0)},
-		// SQLite refuses this itself, before the authorizer is asked.
-		{name: "exec DELETE sqlite_schema", path: "/v1/exec", body: execBody(t, stmt{SQL: "DELETE FROM sqlite_schema"}), wantStatus: 400, wantCode: "sql_error", wantStmt: intp(0)},
+		// SQLite refuses these itself, before the authorizer is asked: still 403.
+		{name: "exec DELETE sqlite_schema", path: "/v1/exec", body: execBody(t, stmt{SQL: "DELETE FROM sqlite_schema"}), wantStatus: 403, wantCode: "not_allowed", wantStmt: intp(0)},
+		{name: "exec DELETE sqlite_master", path: "/v1/exec", body: execBody(t, stmt{SQL: "DELETE FROM sqlite_master"}), wantStatus: 403, wantCode: "not_allowed", wantStmt: intp(0)},
+		{name: "exec UPDATE sqlite_master", path: "/v1/exec", body: execBody(t, stmt{SQL: "UPDATE sqlite_master SET sql = ''"}), wantStatus: 403, wantCode: "not_allowed", wantStmt: intp(0)},
 
 		// Several statements in one sql string.
 		{name: "exec smuggled DROP", path: "/v1/exec", body: execBody(t, stmt{SQL: "SELECT 1; DROP TABLE pages"}), wantStatus: 400, wantCode: "multiple_statements", wantStmt: intp(0)},
@@ -991,4 +993,21 @@ func TestServer_StoreEdgeCases(t *testing.T) {
 			t.Errorf("status %d, want 503; body %s", res.status, res.body)
 		}
 	})
+}
+
+// TestServer_DDLMessage: a schema change through /v1/exec is refused (403
+// not_allowed) with a message that says what to do, not one about
+// sqlite_master, however SQLite reaches the refusal.
+func TestServer_DDLMessage(t *testing.T) {
+	ts := newTestServer(t)
+	for _, sql := range []string{
+		"CREATE TABLE t (a)", "CREATE INDEX i ON pages (title)", "DROP TABLE pages",
+		"ALTER TABLE pages ADD COLUMN x TEXT", "DELETE FROM sqlite_master", "UPDATE sqlite_schema SET sql = ''",
+	} {
+		res := ts.do(t, "POST", "/v1/exec", nil, execBody(t, stmt{SQL: sql}))
+		e := decodeError(t, res.body)
+		if res.status != 403 || e.Code != "not_allowed" || !strings.Contains(e.Message, "DDL is not allowed in /v1/exec; change the schema file and restart") {
+			t.Errorf("%s: %d %+v", sql, res.status, e)
+		}
+	}
 }

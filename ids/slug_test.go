@@ -9,7 +9,9 @@ import (
 	"github.com/outpost-edge/outpost/ids"
 )
 
-var slugRE = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
+// slugRE: words of letters, marks and digits joined by single hyphens (no
+// upper case: checked separately).
+var slugRE = regexp.MustCompile(`^[\p{L}\p{N}][\p{L}\p{M}\p{N}]*(-[\p{L}\p{N}][\p{L}\p{M}\p{N}]*)*$`)
 
 func TestSlugify(t *testing.T) {
 	long := strings.Repeat("word ", 30) // 30 words of 4 letters
@@ -38,7 +40,20 @@ func TestSlugify(t *testing.T) {
 		{"emoji", "I ❤️ Go 🚀", "i-go"},
 		{"emoji between letters", "a🚀b", "a-b"},
 		{"multiplication sign breaks", "3×4", "3-4"},
-		{"other scripts dropped", "Привет мир hello 世界", "hello"},
+		{"russian", "Привет мир", "privet-mir"},
+		{"russian signs and digraphs", "Объявление: Щука и ЖЁЛТЫЙ ёж", "obyavlenie-shchuka-i-zhyoltyy-yozh"},
+		{"ukrainian", "Київ Європа ґанок", "kiyiv-yevropa-ganok"},
+		{"serbian", "Љубљана Ђорђе", "ljubljana-djordje"},
+		{"greek", "Καλημέρα κόσμε", "kalimera-kosme"},
+		{"greek capitals and final sigma", "ΨΥΧΉ Θάλασσας", "psychi-thalassas"},
+		{"japanese kept", "日本語", "日本語"},
+		{"chinese kept, distinct", "世界 你好", "世界-你好"},
+		{"korean kept", "안녕하세요 세계", "안녕하세요-세계"},
+		{"mixed scripts", "Привет мир hello 世界", "privet-mir-hello-世界"},
+		{"cjk punctuation breaks", "東京・大阪。", "東京-大阪"},
+		{"thai vowel marks kept", "ภาษาไทย", "ภาษาไทย"},
+		{"other case lower-cased", "ԱՐԱՄ", "արամ"},
+		{"long cjk cut at a character", strings.Repeat("語", 30), strings.Repeat("語", 20)},
 		{"empty", "", "untitled"},
 		{"only spaces", "   ", "untitled"},
 		{"only symbols", "!@#$%^&*()", "untitled"},
@@ -75,14 +90,14 @@ func TestSlugify_transliterationTable(t *testing.T) {
 func FuzzSlugify(f *testing.F) {
 	for _, seed := range []string{
 		"", "Example page", "Crème brûlée", "Größe", "🚀", "---", "a\u0301", "'", "İı",
-		strings.Repeat("ab ", 40), strings.Repeat("x", 200), "\xff\xfe invalid utf8",
+		strings.Repeat("ab ", 40), strings.Repeat("x", 200), "\xff\xfe invalid utf8", "Привет мир", "日本語", "ΣΊΣΥΦΟΣ", "ภาษาไทย", "a\u0e34", strings.Repeat("語", 30),
 	} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, title string) {
 		got := ids.Slugify(title)
-		if !slugRE.MatchString(got) {
-			t.Errorf("Slugify(%q) = %q, want match for %s", title, got, slugRE)
+		if !slugRE.MatchString(got) || strings.ToLower(got) != got {
+			t.Errorf("Slugify(%q) = %q, want lower-case match for %s", title, got, slugRE)
 		}
 		if len(got) > ids.MaxSlugLen {
 			t.Errorf("Slugify(%q) = %q, %d bytes, want at most %d", title, got, len(got), ids.MaxSlugLen)

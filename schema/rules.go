@@ -47,15 +47,17 @@ func inspect(ctx context.Context, db *sql.DB, o Object) (Table, []string) {
 	}
 	pk := t.PK()
 	withoutRowid, _ := sqltext.HasKeyword(o.SQL, "WITHOUT")
+	rowidAlias := len(pk) == 1 && strings.EqualFold(pk[0].Type, "INTEGER") && !withoutRowid
 	switch {
 	case len(pk) == 0:
 		bad("no explicit PRIMARY KEY", "add `id TEXT PRIMARY KEY NOT NULL` and fill it with outpost_id()")
-	case len(pk) == 1 && strings.EqualFold(pk[0].Type, "INTEGER") && !withoutRowid:
+	case rowidAlias:
 		bad(fmt.Sprintf("column %q is INTEGER PRIMARY KEY, an alias for the rowid that SQLite fills in by itself, so keys issued on different nodes collide", pk[0].Name),
 			"declare it `%s TEXT PRIMARY KEY NOT NULL` and fill it with outpost_id()", pk[0].Name)
 	}
 	for _, c := range t.Columns {
-		if c.PK > 0 && !c.NotNull {
+		if c.PK > 0 && !c.NotNull && !rowidAlias {
+			// (A rowid alias gets one message, above, whose fix covers NOT NULL.)
 			bad(fmt.Sprintf("primary key column %q may be NULL (SQLite allows NULL keys unless told otherwise)", c.Name),
 				"declare it `%s %s PRIMARY KEY NOT NULL`", c.Name, c.Type)
 		}

@@ -101,6 +101,24 @@ func (s *Schema) Table(name string) (Table, bool) {
 	return Table{}, false
 }
 
+// dataStatements reports every statement of src that writes rows (INSERT,
+// REPLACE, UPDATE, DELETE): the schema file is applied at every start and
+// its rows would not be replicated, so it may hold only the schema.
+func dataStatements(src string) []string {
+	stmts, err := sqltext.Split(src)
+	if err != nil {
+		return nil // SQLite reports the malformed text
+	}
+	var problems []string
+	for i, st := range stmts {
+		switch v := sqltext.Verb(st); v {
+		case "INSERT", "REPLACE", "UPDATE", "DELETE":
+			problems = append(problems, fmt.Sprintf("statement %d (%s): the schema file may hold only the schema (CREATE TABLE, INDEX, VIEW, TRIGGER), not data; load seed data through the API once the node runs, e.g. outpost shell < seed.sql", i+1, v))
+		}
+	}
+	return problems
+}
+
 // Parse executes src in a scratch database and checks every rule. Each
 // violation is reported (all of them, not just the first) with the table, the
 // rule and the fix; the error wraps outpost.ErrInvalidSchema.
@@ -120,6 +138,7 @@ func parse(ctx context.Context, src string, internal bool) (*Schema, error) {
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)
+	problems := dataStatements(src)
 	if _, err := db.ExecContext(ctx, src); err != nil {
 		return nil, fmt.Errorf("%w: the schema file does not run in SQLite: %v", outpost.ErrInvalidSchema, err)
 	}
@@ -142,7 +161,6 @@ func parse(ctx context.Context, src string, internal bool) (*Schema, error) {
 	}
 
 	s := &Schema{}
-	var problems []string
 	h := sha256.New()
 	for _, o := range objs {
 		fmt.Fprintf(h, "%s\x00%s\x00%s\x00", o.Type, o.Name, o.SQL)

@@ -23,6 +23,9 @@ func TestParse_Rules(t *testing.T) {
 		{"no primary key", `CREATE TABLE t (a TEXT);`, []string{`table "t"`, "no explicit PRIMARY KEY", "outpost_id()"}},
 		{"nullable key", `CREATE TABLE t (id TEXT PRIMARY KEY, a TEXT);`, []string{`table "t"`, `"id" may be NULL`, "PRIMARY KEY NOT NULL"}},
 		{"autoincrement", `CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, a TEXT);`, []string{`table "t"`, "AUTOINCREMENT", "outpost_id()"}},
+		{"insert in the schema file", `CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL); INSERT INTO t (id) VALUES ('a');`, []string{"statement 2 (INSERT)", "not data", "outpost shell < seed.sql"}},
+		{"insert behind WITH in the schema file", `CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL); WITH x AS (SELECT 'a' AS id) INSERT INTO t SELECT id FROM x;`, []string{"(INSERT)"}},
+		{"delete in the schema file", `CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL); DELETE FROM t;`, []string{"(DELETE)"}},
 		{"rowid alias", `CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a TEXT);`, []string{`table "t"`, "alias for the rowid", "TEXT PRIMARY KEY NOT NULL"}},
 		{"unique constraint", `CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, email TEXT UNIQUE);`, []string{`table "t"`, "UNIQUE constraint", "outpost_slug()"}},
 		{"unique index", `CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, email TEXT); CREATE UNIQUE INDEX t_email ON t (email);`, []string{`table "t"`, `unique index "t_email"`}},
@@ -86,5 +89,19 @@ func TestParse_Tables(t *testing.T) {
 	s3, _ := schema.Parse(context.Background(), `CREATE TABLE kv (k TEXT NOT NULL, v TEXT, n INTEGER NOT NULL, PRIMARY KEY (n, k)) WITHOUT ROWID;`)
 	if s.Version != s2.Version || s.Version == s3.Version {
 		t.Fatalf("schema versions: same DDL %v, different DDL %v", s.Version == s2.Version, s.Version == s3.Version)
+	}
+}
+
+// TestParse_RowidAliasOneMessage: "id INTEGER PRIMARY KEY" gets one
+// coherent message; it used to also advise "INTEGER PRIMARY KEY NOT NULL",
+// which the rowid rule then rejects.
+func TestParse_RowidAliasOneMessage(t *testing.T) {
+	_, err := schema.Parse(context.Background(), `CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT);`)
+	if err == nil {
+		t.Fatal("accepted a rowid alias")
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "INTEGER PRIMARY KEY NOT NULL") || strings.Count(msg, "\n  - ") != 1 || !strings.Contains(msg, "`id TEXT PRIMARY KEY NOT NULL`") {
+		t.Fatalf("want one message advising TEXT PRIMARY KEY NOT NULL, got:\n%v", err)
 	}
 }

@@ -189,6 +189,13 @@ func readerAuthorizer(action sqlite.AuthorizerActionCode, arg1, arg2, _, _ strin
 	return sqlite.AuthorizerDeny
 }
 
+// DDLNotAllowed is the message of a refused schema change from a client.
+const DDLNotAllowed = "DDL is not allowed in /v1/exec; change the schema file and restart"
+
+// schemaTables are the names of SQLite's schema table; a client statement
+// that writes one is a schema change.
+var schemaTables = map[string]bool{"sqlite_master": true, "sqlite_schema": true, "sqlite_temp_master": true, "sqlite_temp_schema": true}
+
 // appAuthorizer restricts statements from clients: data changes to user
 // tables only; no DDL, transactions, savepoints, ATTACH or PRAGMA, which
 // would break group commit, durability or replication.
@@ -206,6 +213,10 @@ func (s *Store) appAuthorizer(action sqlite.AuthorizerActionCode, arg1, arg2, _,
 	case sqlite.AuthInsert, sqlite.AuthUpdate, sqlite.AuthDelete:
 		if trigger == "" && strings.HasPrefix(strings.ToLower(arg1), capture.Prefix) {
 			return deny("table %q belongs to Outpost and cannot be written by clients", arg1)
+		}
+		if schemaTables[strings.ToLower(arg1)] {
+			// CREATE, DROP and ALTER first ask to write the schema table.
+			return deny("%s", DDLNotAllowed)
 		}
 		if strings.HasPrefix(strings.ToLower(arg1), "sqlite_") {
 			return deny("table %q is SQLite's own and cannot be written", arg1)
@@ -230,6 +241,6 @@ func (s *Store) appAuthorizer(action sqlite.AuthorizerActionCode, arg1, arg2, _,
 	case sqlite.AuthAttach, sqlite.AuthDetach:
 		return deny("ATTACH and DETACH are not allowed")
 	default:
-		return deny("schema changes are not allowed through the API: edit the schema file and restart the node (it applies the schema at start)")
+		return deny("%s", DDLNotAllowed)
 	}
 }

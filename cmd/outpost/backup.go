@@ -41,9 +41,9 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-// backupBaseURL is target with a scheme (http:// when none is given) and
-// no trailing slash.
-func backupBaseURL(target string) string {
+// baseURL is a --target as the user gives it (a URL, or host:port) with a
+// scheme (http:// when none is given) and no trailing slash.
+func baseURL(target string) string {
 	if !strings.Contains(target, "://") {
 		target = "http://" + target
 	}
@@ -54,7 +54,7 @@ func backupBaseURL(target string) string {
 // writes to.tmp, fsyncs it, checks it is a whole Outpost database holding
 // what the response headers say, and only then renames it to to.
 func downloadBackup(ctx context.Context, target, token, to string) (store.BackupInfo, error) {
-	url := backupBaseURL(target) + "/v1/backup"
+	url := baseURL(target) + "/v1/backup"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return store.BackupInfo{}, fmt.Errorf("--target %q: %w", target, err)

@@ -28,7 +28,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	duration := fs.Duration("duration", 5*time.Second, "time limit per scenario")
 	maxOps := fs.Int64("max-ops", 200_000, "operation limit per scenario")
 	asJSON := fs.Bool("json", false, "print results as JSON")
-	suite := fs.String("suite", "api", "api (one node's API and disk), replication (the `up` fleet in this process: propagation, throughput, catch-up), processes (one `outpost serve` process per node: deliveries per change, settle time, write rate, idle cost), limiter (the global rate limiter simulated with 52 nodes), limit-http (POST /v1/limit decisions on the local path against --target or a node it starts) or fleet (1 master, 2 nodes, --farms x --edges simulated in this process with partitions and a hub loss)")
+	suite := fs.String("suite", "api", "api (one node's API and disk), replication (the 'up' fleet in this process: propagation, throughput, catch-up), processes (one 'outpost serve' process per node: deliveries per change, settle time, write rate, idle cost), limiter (the global rate limiter simulated with 52 nodes), limit-http (POST /v1/limit decisions on the local path against --target or a node it starts) or fleet (1 master, 2 nodes, --farms x --edges simulated in this process with partitions and a hub loss)")
 	farms := fs.Int("farms", 2, "processes suite: farms in the fleet (1 master + 1 node + farms x edges)")
 	edges := fs.Int("edges", 2, "processes suite: edges per farm")
 	writes := fs.Int("writes", 200, "processes suite: rows written at the first edge, one per transaction")

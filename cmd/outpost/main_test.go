@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/outpost-edge/outpost/identity"
 )
@@ -82,5 +83,72 @@ func TestParseFlags_Env(t *testing.T) {
 	fs.Int64("max-body", 0, "")
 	if err := parseFlags(fs, nil); err == nil || !strings.Contains(err.Error(), "OUTPOST_MAX_BODY") {
 		t.Fatalf("bad env value: %v", err)
+	}
+}
+
+// TestRun_Help: help never recurses (help help, -h -h, help --help used to
+// overflow the stack or hang), goes to stdout with exit 0, and a command's
+// help has its summary, an example and its flags.
+func TestRun_Help(t *testing.T) {
+	for _, args := range [][]string{{"help", "help"}, {"-h", "-h"}, {"help", "--help"}, {"--help", "help"}, {"help", "-h"}, {"-h"}} {
+		done := make(chan struct{})
+		var code int
+		var out string
+		go func() {
+			defer close(done)
+			code, out, _ = runCmd(t, args...)
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%q: hangs", args)
+		}
+		if code != 0 || !strings.Contains(out, "Commands:") {
+			t.Errorf("%q: exit %d, stdout %q", args, code, out)
+		}
+	}
+	for _, c := range commands() {
+		if c.run == nil {
+			continue
+		}
+		for _, args := range [][]string{{"help", c.name}, {c.name, "-h"}, {c.name, "--help"}} {
+			code, out, errs := runCmd(t, args...)
+			if code != 0 || errs != "" {
+				t.Errorf("%q: exit %d, stderr %q", args, code, errs)
+			}
+			if !strings.Contains(out, c.summary) || !strings.Contains(out, "Example") || c.example == "" || !strings.Contains(out, c.example) {
+				t.Errorf("%q: want summary and example on stdout, got %q", args, out)
+			}
+		}
+	}
+	if code, _, errs := runCmd(t, "help", "nope"); code != 2 || !strings.Contains(errs, "nope") {
+		t.Errorf("help nope: exit %d %q", code, errs)
+	}
+	if code, out, _ := runCmd(t, "--version"); code != 0 || !strings.HasPrefix(out, "outpost ") {
+		t.Errorf("--version: exit %d %q", code, out)
+	}
+	// A backquoted word in a usage string becomes the flag's type name.
+	if _, out, _ := runCmd(t, "help", "bench"); strings.Contains(out, "-suite up") {
+		t.Errorf("help bench shows -suite up: %q", out)
+	}
+}
+
+// TestRun_NegativeFlags: a negative size, count or duration is refused with
+// a message naming the flag (serve --max-body -5 used to start with the
+// default), from the command line and from the environment.
+func TestRun_NegativeFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"serve", "--data", t.TempDir(), "--max-body", "-5"},
+		{"serve", "--data", t.TempDir(), "--statement-timeout", "-1s"},
+		{"probe", "--timeout", "-3s"},
+	} {
+		code, _, errs := runCmd(t, args...)
+		if code != 1 || !strings.Contains(errs, "must not be negative") || !strings.Contains(errs, args[len(args)-2]) {
+			t.Errorf("%q: exit %d %q", args, code, errs)
+		}
+	}
+	t.Setenv("OUTPOST_MAX_BODY", "-5")
+	if code, _, errs := runCmd(t, "serve", "--data", t.TempDir()); code != 1 || !strings.Contains(errs, "--max-body -5: must not be negative") {
+		t.Errorf("OUTPOST_MAX_BODY=-5: exit %d %q", code, errs)
 	}
 }

@@ -31,11 +31,6 @@ func runShellCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	target := fs.String("target", "http://127.0.0.1:7700", "API URL of the node")
 	token := fs.String("api-token", "", "bearer token of the node")
 	keepGoing := fs.Bool("continue", false, "from a pipe or file: report a failed statement and go on (exit 1 at the end) instead of stopping")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "outpost shell: an SQL prompt on a node's app API (.help inside for dot-commands).")
-		fmt.Fprintln(stderr, "\nExamples:\n  outpost shell --target http://127.0.0.1:7700\n  outpost shell < seed.sql\n\nFlags:")
-		fs.PrintDefaults()
-	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

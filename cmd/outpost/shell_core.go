@@ -406,7 +406,7 @@ func (s *shell) schema(ctx context.Context, args []string) error {
 
 // status prints a summary of the node's GET /v1/status.
 func (s *shell) status(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(s.target, "/")+"/v1/status", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL(s.target)+"/v1/status", nil)
 	if err != nil {
 		return err
 	}
@@ -442,7 +442,9 @@ func (s *shell) status(ctx context.Context) error {
 		if l.Connected {
 			up++
 		}
-		maxLag, maxLagS = max(maxLag, l.LagChanges), max(maxLagS, l.LagSeconds)
+		if l.LagChanges != nil && l.LagSeconds != nil {
+			maxLag, maxLagS = max(maxLag, *l.LagChanges), max(maxLagS, *l.LagSeconds)
+		}
 	}
 	fmt.Fprintf(s.out, "links: %d (%d connected), max lag %d db_versions / %.1f s\n", len(st.Links), up, maxLag, maxLagS)
 	fmt.Fprintf(s.out, "replication: applied %d, ignored %d, refused %d, held %d\n",
@@ -455,7 +457,8 @@ func (s *shell) status(ctx context.Context) error {
 		case l.Connected:
 			state = "up"
 		}
-		fmt.Fprintf(s.out, "  %-4s %-16s %-7s lag %d / %.1f s", l.Direction, l.Peer, state, l.LagChanges, l.LagSeconds)
+		lag, lagS := lagText(l)
+		fmt.Fprintf(s.out, "  %-4s %-16s %-7s lag %s / %s s", l.Direction, l.Peer, state, lag, lagS)
 		if l.LastError != "" {
 			fmt.Fprintf(s.out, "  last error: %s", l.LastError)
 		}

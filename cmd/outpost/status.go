@@ -15,7 +15,7 @@ import (
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("status", stderr)
-	target := fs.String("target", "http://127.0.0.1:7700", "API URL of the node")
+	target := fs.String("target", "http://127.0.0.1:7700", "API URL of the node (host:port means http://host:port)")
 	token := fs.String("api-token", "", "bearer token of the node")
 	asJSON := fs.Bool("json", false, "print the raw JSON of /v1/status")
 	if err := parseFlags(fs, args); err != nil {
@@ -23,7 +23,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(*target, "/")+"/v1/status", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL(*target)+"/v1/status", nil)
 	if err != nil {
 		return err
 	}
@@ -65,8 +65,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if l.Standby {
 			up = "standby"
 		}
-		fmt.Fprintf(tw, "%s\t%s%s\t%s\t%s\t%d\t%d\t%d\t%.1f\t%d\t%d\t%s\n", l.Peer, l.Role, farmSuffix(l.Farm), l.Direction, up,
-			l.Cursor, l.PeerDBVersion, l.LagChanges, l.LagSeconds, l.Applied, l.Refused, l.LastError)
+		lag, lagS := lagText(l)
+		fmt.Fprintf(tw, "%s\t%s%s\t%s\t%s\t%d\t%d\t%s\t%s\t%d\t%d\t%s\n", l.Peer, l.Role, farmSuffix(l.Farm), l.Direction, up,
+			l.Cursor, l.PeerDBVersion, lag, lagS, l.Applied, l.Refused, l.LastError)
 	}
 	tw.Flush()
 	if len(st.Refusals) > 0 {
@@ -82,6 +83,19 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	return nil
+}
+
+// lagText returns a link's lag in db_versions and seconds, "-" for each
+// while the link is down (unknown: the lag measured then would read 0).
+func lagText(l node.Link) (versions, seconds string) {
+	versions, seconds = "-", "-"
+	if l.LagChanges != nil {
+		versions = fmt.Sprint(*l.LagChanges)
+	}
+	if l.LagSeconds != nil {
+		seconds = fmt.Sprintf("%.1f", *l.LagSeconds)
+	}
+	return versions, seconds
 }
 
 func farmSuffix(f string) string {

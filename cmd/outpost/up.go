@@ -26,10 +26,14 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *dir == "" {
+	temp := *dir == ""
+	if temp {
 		if *dir, err = os.MkdirTemp("", "outpost-fleet-*"); err != nil {
 			return err
 		}
+		// A fleet in a temp dir of our own is gone when up ends (after the
+		// lock below is released: defers run last-in first-out).
+		defer os.RemoveAll(*dir)
 	}
 	// One fleet per directory: a second `up --dir` would start the same
 	// nodes on the same data.
@@ -54,7 +58,11 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Name, e.Role, e.Farm, e.API, e.Peer)
 	}
 	tw.Flush()
-	fmt.Fprintf(stdout, "\nfleet directory: %s (fleet.json, fleet.trust, schema.sql, one data dir per node)\n", *dir)
+	note := ""
+	if temp {
+		note = "; removed when up ends, use --dir to keep it"
+	}
+	fmt.Fprintf(stdout, "\nfleet directory: %s (fleet.json, fleet.trust, schema.sql, one data dir per node%s)\n", *dir, note)
 	fmt.Fprintf(stdout, "try: curl -s %s/v1/exec -d '{\"statements\":[{\"sql\":\"INSERT INTO pages (id, slug, title) VALUES (outpost_id(), outpost_slug(?), ?)\",\"args\":[\"Hello\",\"Hello\"]}]}'\n", f.Entries()[2].API)
 	fmt.Fprintf(stdout, "     curl -s %s/v1/query -d '{\"sql\":\"SELECT * FROM pages\"}'\n", f.Entries()[5].API)
 	fmt.Fprintln(stdout, "Ctrl-C stops the fleet.")
