@@ -238,6 +238,10 @@ func throughput(ctx context.Context, src, dst *node.Node, lim Limits) (Result, e
 	changes := float64(w.count() * 3) // sentinel + 2 columns per row
 	r := Result{Name: "sustained replication EDGE01 -> MASTER01 (changes/s)", Concurrency: 4, Ops: int64(changes), Elapsed: elapsed,
 		PerSecond: changes / elapsed.Seconds(), Note: fmt.Sprintf("%d rows written in %s, all at MASTER01 after %s", total, dur, elapsed.Round(time.Millisecond))}
+	if got := w.count(); got < total {
+		r.Errors = int64(total - got)
+		r.Note = fmt.Sprintf("%d rows written in %s, only %d at MASTER01 after %s (deadline)", total, dur, got, elapsed.Round(time.Millisecond))
+	}
 	return r, nil
 }
 
@@ -266,7 +270,14 @@ func catchUp(ctx context.Context, src, dst *node.Node, n int) (Result, error) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	elapsed := time.Since(start)
-	changes := float64(w.count() * 3)
-	return Result{Name: fmt.Sprintf("catch-up of MASTER01 after a partition (%d changes behind)", rowsWanted*3), Ops: int64(changes), Elapsed: elapsed,
-		PerSecond: changes / elapsed.Seconds(), Note: fmt.Sprintf("caught up in %s", elapsed.Round(time.Millisecond))}, nil
+	got := w.count()
+	changes := float64(got * 3)
+	r := Result{Name: fmt.Sprintf("catch-up of MASTER01 after a partition (%d changes behind)", rowsWanted*3), Ops: int64(changes), Elapsed: elapsed,
+		PerSecond: changes / elapsed.Seconds(), Note: fmt.Sprintf("caught up in %s", elapsed.Round(time.Millisecond))}
+	if got < rowsWanted {
+		// The deadline ran out: say so, and count what never arrived.
+		r.Errors = int64(rowsWanted - got)
+		r.Note = fmt.Sprintf("NOT caught up: %d of %d rows after %s", got, rowsWanted, elapsed.Round(time.Millisecond))
+	}
+	return r, nil
 }
