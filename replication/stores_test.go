@@ -77,6 +77,9 @@ func TestPull_DuplicatesIgnored(t *testing.T) {
 	exec(t, a.st, `INSERT INTO pages (id, title) VALUES ('p1', 'one'), ('p2', 'two')`)
 	l := runLoop(b.r, a.id, "pull")
 	eventually(t, "B has A's rows", func() bool { return count(t, b.st, `SELECT count(*) FROM pages`) == 2 })
+	// The counters move just after the commit that made the rows visible:
+	// 2 rows of 5 changes (sentinel + 4 columns).
+	eventually(t, "B counted A's changes", func() bool { return b.st.ReplStats().Applied == 10 })
 	applied := b.st.ReplStats().Applied
 	if err := b.st.SetCursor(context.Background(), "MASTER01", store.CursorPull, a.st.Incarnation(), 0); err != nil {
 		t.Fatal(err)
