@@ -252,7 +252,7 @@ func (s *Server) ids(w http.ResponseWriter, r *http.Request) {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, s.store.ID())
+		b = AppendString(b, s.store.ID())
 	}
 	b = append(b, "]}"...)
 	writeJSON(w, http.StatusOK, b)
@@ -264,7 +264,7 @@ func appendRows(b []byte, cols []string, rows [][]any) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, c)
+		b = AppendString(b, c)
 	}
 	b = append(b, `],"rows":[`...)
 	for i, row := range rows {
@@ -276,7 +276,7 @@ func appendRows(b []byte, cols []string, rows [][]any) []byte {
 			if k > 0 {
 				b = append(b, ',')
 			}
-			b = appendValue(b, v)
+			b = AppendValue(b, v)
 		}
 		b = append(b, ']')
 	}
@@ -476,9 +476,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 
 func writeError(w http.ResponseWriter, status int, code, msg string, stmt int) {
 	b := []byte(`{"error":{"code":`)
-	b = appendString(b, code)
+	b = AppendString(b, code)
 	b = append(b, `,"message":`...)
-	b = appendString(b, msg)
+	b = AppendString(b, msg)
 	if stmt >= 0 {
 		b = append(b, `,"statement":`...)
 		b = strconv.AppendInt(b, int64(stmt), 10)

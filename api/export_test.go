@@ -1,8 +1,4 @@
 package api
 
 // Internals exported to the black-box tests in package api_test.
-var (
-	DecodeArg    = decodeArg
-	AppendValue  = appendValue
-	AppendString = appendString
-)
+var DecodeArg = decodeArg

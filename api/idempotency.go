@@ -151,7 +151,7 @@ func requestHash(stmts []store.Statement) []byte {
 		binary.BigEndian.PutUint64(n[:], uint64(len(st.Args)))
 		h.Write(n[:])
 		for _, a := range st.Args {
-			buf = appendValue(buf[:0], a)
+			buf = AppendValue(buf[:0], a)
 			put(buf)
 		}
 	}

@@ -58,9 +58,9 @@ func (s *Server) limit(w http.ResponseWriter, r *http.Request, l Limiter) {
 	b = append(b, `,"reset_ms":`...)
 	b = strconv.AppendInt(b, d.ResetMS, 10)
 	b = append(b, `,"owner":`...)
-	b = appendString(b, d.Owner)
+	b = AppendString(b, d.Owner)
 	b = append(b, `,"path":`...)
-	b = appendString(b, d.Path)
+	b = AppendString(b, d.Path)
 	b = append(b, '}')
 	writeJSON(w, http.StatusOK, b)
 }
@@ -83,7 +83,7 @@ func (s *Server) limitBlock(w http.ResponseWriter, r *http.Request, l Limiter) {
 		s.limitFail(w, r, err)
 		return
 	}
-	b := append([]byte(`{"key":`), appendString(nil, req.Key)...)
+	b := append([]byte(`{"key":`), AppendString(nil, req.Key)...)
 	b = append(b, `,"until":`...)
 	b = strconv.AppendInt(b, *req.Until, 10)
 	b = append(b, '}')

@@ -81,8 +81,9 @@ func decodeArg(v any) (any, error) {
 	return nil, fmt.Errorf("unsupported value of type %T", v)
 }
 
-// appendValue appends the JSON form of an SQLite value.
-func appendValue(b []byte, v any) []byte {
+// AppendValue appends the JSON form of an SQLite value, as the API answers
+// it (docs/API.md, "Values").
+func AppendValue(b []byte, v any) []byte {
 	switch x := v.(type) {
 	case nil:
 		return append(b, "null"...)
@@ -104,26 +105,26 @@ func appendValue(b []byte, v any) []byte {
 		}
 		return b
 	case string:
-		return appendString(b, x)
+		return AppendString(b, x)
 	case []byte:
 		b = append(b, `{"$blob":"`...)
 		b = base64.StdEncoding.AppendEncode(b, x)
 		return append(b, `"}`...)
 	case time.Time:
-		return appendString(b, x.Format(time.RFC3339Nano))
+		return AppendString(b, x.Format(time.RFC3339Nano))
 	case bool:
 		if x {
 			return append(b, '1')
 		}
 		return append(b, '0')
 	}
-	return appendString(b, fmt.Sprint(v))
+	return AppendString(b, fmt.Sprint(v))
 }
 
 const hexDigits = "0123456789abcdef"
 
-// appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD.
-func appendString(b []byte, s string) []byte {
+// AppendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD.
+func AppendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {

@@ -237,7 +237,7 @@ func atkWaitAll(t *testing.T, f *fleet.Fleet, what, q string, want string, args 
 		var got []string
 		ok := true
 		for _, n := range f.Nodes {
-			rows, err := syncQuery2(atkBase(n), q, args...)
+			rows, err := syncQuery(atkBase(n), q, args...)
 			v := fmt.Sprint(rows)
 			if err == nil && len(rows) == 1 && len(rows[0]) == 1 {
 				v = fmt.Sprint(rows[0][0])
@@ -256,31 +256,6 @@ func atkWaitAll(t *testing.T, f *fleet.Fleet, what, q string, want string, args 
 		}
 		time.Sleep(atkPoll)
 	}
-}
-
-// syncQuery2 is syncQuery with arguments.
-func syncQuery2(base, sql string, args ...any) ([][]any, error) {
-	if args == nil {
-		args = []any{}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	status, body, err := post(ctx, http.DefaultClient, base+"/v1/query", stmt{SQL: sql, Args: args})
-	if err != nil {
-		return nil, err
-	}
-	if status != http.StatusOK {
-		return nil, fmt.Errorf("status %d: %s", status, bytes.TrimSpace(body))
-	}
-	var out struct {
-		Rows [][]any `json:"rows"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&out); err != nil {
-		return nil, fmt.Errorf("decode: %v", err)
-	}
-	return out.Rows, nil
 }
 
 // TestAttack_ForgedOrigin: EDGE01 pushes to its farm sibling EDGE02 (an

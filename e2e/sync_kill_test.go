@@ -481,10 +481,13 @@ func runOutpost(t *testing.T, bin string, args ...string) string {
 }
 
 // syncQuery runs one /v1/query; numbers come back as json.Number.
-func syncQuery(base, sql string) ([][]any, error) {
+func syncQuery(base, sql string, args ...any) ([][]any, error) {
+	if args == nil {
+		args = []any{}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	status, body, err := post(ctx, http.DefaultClient, base+"/v1/query", stmt{SQL: sql, Args: []any{}})
+	status, body, err := post(ctx, http.DefaultClient, base+"/v1/query", stmt{SQL: sql, Args: args})
 	if err != nil {
 		return nil, err
 	}

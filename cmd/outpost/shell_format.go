@@ -1,17 +1,16 @@
 package main
 
 import (
-	"bytes"
-	"encoding/base64"
 	"encoding/csv"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"strconv"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/outpost-edge/outpost/api"
 )
 
 // Output modes of the shell (.mode).
@@ -45,13 +44,13 @@ func writeRows(w io.Writer, mode string, cols []string, rows [][]any) error {
 				if i > 0 {
 					b = append(b, ',')
 				}
-				b = appendJSONString(b, c)
+				b = api.AppendString(b, c)
 				b = append(b, ':')
 				var v any
 				if i < len(row) {
 					v = row[i]
 				}
-				b = appendJSONValue(b, v)
+				b = api.AppendValue(b, v)
 			}
 			b = append(b, "}\n"...)
 			if _, err := w.Write(b); err != nil {
@@ -157,41 +156,6 @@ func escapeCells(ss []string) []string {
 		out[i] = escapeCell(s)
 	}
 	return out
-}
-
-func appendJSONString(b []byte, s string) []byte {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s) // a string always encodes
-	return append(b, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
-}
-
-// appendJSONValue appends v in the API's JSON value form.
-func appendJSONValue(b []byte, v any) []byte {
-	switch x := v.(type) {
-	case nil:
-		return append(b, "null"...)
-	case int64:
-		return strconv.AppendInt(b, x, 10)
-	case float64:
-		switch {
-		case math.IsInf(x, 1):
-			return append(b, `{"$real":"Infinity"}`...)
-		case math.IsInf(x, -1):
-			return append(b, `{"$real":"-Infinity"}`...)
-		case math.IsNaN(x):
-			return append(b, `{"$real":"NaN"}`...)
-		}
-		return append(b, formatReal(x)...)
-	case string:
-		return appendJSONString(b, x)
-	case []byte:
-		b = append(b, `{"$blob":"`...)
-		b = base64.StdEncoding.AppendEncode(b, x)
-		return append(b, `"}`...)
-	}
-	return appendJSONString(b, fmt.Sprint(v))
 }
 
 func plural(n int, one, many string) string {
