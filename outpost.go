@@ -6,6 +6,7 @@
 package outpost
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"regexp"
@@ -17,7 +18,7 @@ import (
 var Version = "dev"
 
 // ProtocolVersion is the node-to-node protocol this build speaks.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // MinProtocolVersion is the oldest protocol this build still speaks.
 const MinProtocolVersion = 1
@@ -112,6 +113,38 @@ type Change struct {
 type Group struct {
 	DBV     int64    `cbor:"1,keyasint" json:"db_version"`
 	Changes []Change `cbor:"2,keyasint" json:"changes"`
+}
+
+// Entry is one entry of an origin's log (protocol 2, docs/PROTOCOL2.md): the
+// changes one of the origin's commit groups made, numbered by the origin's
+// own gapless sequence, signed by the origin's key and forwarded unchanged
+// on every hop. A commit group too large for one entry is a chain of
+// entries with consecutive sequence numbers, each but the last with More
+// set; a receiver applies a chain whole.
+type Entry struct {
+	Origin string `cbor:"1,keyasint"`           // NAME/incarnation of the origin
+	Seq    int64  `cbor:"2,keyasint"`           // the origin's sequence, from 1, gapless
+	HLC    uint64 `cbor:"3,keyasint"`           // the latest timestamp among its changes
+	More   bool   `cbor:"4,keyasint,omitempty"` // the next entry belongs to the same commit group
+	Body   []byte `cbor:"5,keyasint"`           // the changes, as wire.EncodeBody writes them
+	Sig    []byte `cbor:"6,keyasint"`           // ed25519 over SignedMessage
+}
+
+// SignedMessage is what an entry's origin signs: a domain prefix, the
+// origin, the sequence, the timestamp, the More flag and the body.
+func (e *Entry) SignedMessage() []byte {
+	b := make([]byte, 0, 32+len(e.Origin)+len(e.Body))
+	b = append(b, "outpost-log-1\x00"...)
+	b = append(b, e.Origin...)
+	b = append(b, 0)
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Seq))
+	b = binary.BigEndian.AppendUint64(b, e.HLC)
+	if e.More {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	return append(b, e.Body...)
 }
 
 // Verdict is what a node does with a change received from a peer.

@@ -138,7 +138,7 @@ func (s *Store) applySchema(ctx context.Context) error {
 		}
 	}
 	return s.inTx(ctx, func() error {
-		for _, stmt := range append(append(append([]string{}, replicationDDL...), heldDDL...), idempotencyDDL...) {
+		for _, stmt := range append(append(append(append([]string{}, replicationDDL...), heldDDL...), idempotencyDDL...), logDDL...) {
 			if _, err := s.conn.ExecContext(ctx, stmt); err != nil {
 				return fmt.Errorf("apply schema: %w", err)
 			}

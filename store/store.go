@@ -68,6 +68,10 @@ type Options struct {
 	// may be and still be held (beyond MaxDrift) rather than refused;
 	// 0 = DefaultMaxAhead.
 	MaxAhead time.Duration
+	// Keys, if set, signs this node's log entries and verifies those of
+	// other origins (protocol 2); nil = unsigned entries, none verified
+	// (tests of the store alone).
+	Keys LogKeys
 	// OnGroup, if set, is called after every commit group with its number
 	// of transactions and the time its COMMIT (the fsync) took (metrics).
 	OnGroup func(size int, commit time.Duration)
@@ -110,6 +114,9 @@ type Store struct {
 	appStmts   *stmtCache    // client statements, prepared under the app authorizer
 	dbv        int64         // last committed db_version
 	lastCommit time.Duration // the last COMMIT, for OnGroup
+	// groupLogged marks a commit group that appended log entries: it has
+	// something to serve even if it took no db_version.
+	groupLogged bool
 
 	committed atomic.Int64 // last committed db_version, for readers of the store
 	stats     writerStats
@@ -275,6 +282,9 @@ func (s *Store) open(ctx context.Context, path string, created bool) error {
 	}
 	issued, err := s.loadSlugs(ctx)
 	if err != nil {
+		return err
+	}
+	if err := s.baseline(ctx); err != nil {
 		return err
 	}
 	s.slugs = ids.NewSlugRegistry(s.opts.Identity.Code, issued)

@@ -240,6 +240,7 @@ func (s *Store) groupOnce(batch []*job) (again []*job) {
 		return nil
 	}
 	start := s.dbv
+	s.groupLogged = false
 	var ok []*job
 	broken := false
 	retry := false // the transaction was lost to an interrupt: the others run again
@@ -313,6 +314,15 @@ func (s *Store) groupOnce(batch []*job) (again []*job) {
 		_, _ = s.conn.ExecContext(ctx, "ROLLBACK")
 		return nil
 	}
+	if err := s.logGroup(ctx, start, ok); err != nil {
+		_, _ = s.conn.ExecContext(ctx, "ROLLBACK")
+		s.dbv = start
+		for _, j := range ok {
+			j.err, j.dbv = &Error{Code: CodeInternal, Statement: -1, Message: err.Error(), Err: err}, 0
+		}
+		s.log.Error("commit group failed", "err", err, "size", len(batch))
+		return nil
+	}
 	committing, err := s.finishGroup(ctx)
 	if err != nil {
 		_, _ = s.conn.ExecContext(ctx, "ROLLBACK")
@@ -342,13 +352,30 @@ func (s *Store) groupOnce(batch []*job) (again []*job) {
 	for _, j := range ok {
 		s.seen.add(j.seen)
 	}
-	if s.dbv != start {
-		// Only a group that took a db_version has something to serve:
-		// one that moved cursors or merged nothing (duplicates) wakes
-		// nobody, so an idle link stays idle.
+	if s.dbv != start || s.groupLogged {
+		// Only a group that took a db_version or appended log entries
+		// has something to serve: one that moved cursors or merged
+		// nothing (duplicates) wakes nobody, so an idle link stays idle.
 		s.broadcast()
 	}
 	return nil
+}
+
+// logGroup writes the group's local transactions to this node's log.
+func (s *Store) logGroup(ctx context.Context, start int64, ok []*job) error {
+	var dbvs map[int64]bool
+	for _, j := range ok {
+		if j.capture && j.dbv > 0 {
+			if dbvs == nil {
+				dbvs = map[int64]bool{}
+			}
+			dbvs[j.dbv] = true
+		}
+	}
+	if dbvs == nil {
+		return nil
+	}
+	return s.logLocal(ctx, start, s.dbv, dbvs)
 }
 
 // control runs a transaction-control statement, prepared once.

@@ -56,6 +56,10 @@ const (
 	// FrameError carries a message in Frame.Message; the sender ends the
 	// stream after it.
 	FrameError FrameType = 4
+	// FrameEntries carries origin log entries in Frame.Entries (protocol
+	// 2): in each origin's order, a chain of entries (More) never split
+	// across frames.
+	FrameEntries FrameType = 5
 )
 
 // String names the frame type, e.g. "group".
@@ -69,6 +73,8 @@ func (t FrameType) String() string {
 		return "progress"
 	case FrameError:
 		return "error"
+	case FrameEntries:
+		return "entries"
 	}
 	return fmt.Sprintf("FrameType(%d)", uint8(t))
 }
@@ -91,6 +97,7 @@ type Frame struct {
 	DBV     int64          `cbor:"3,keyasint,omitempty"`
 	Message string         `cbor:"4,keyasint,omitempty"`
 	More    bool           `cbor:"5,keyasint,omitempty"` // group frames: more parts of this group follow
+	Entries []outpost.Entry `cbor:"6,keyasint,omitempty"` // entries frames (protocol 2)
 }
 
 // GroupFrame returns a FrameGroup frame carrying g.
@@ -175,6 +182,12 @@ func tooLarge(format string, args ...any) error {
 // writes, so a frame one accepts the other accepts too.
 func (f Frame) Validate(lim Limits) error {
 	lim = lim.withDefaults()
+	if f.Type == FrameEntries {
+		return validateEntriesFrame(f, lim)
+	}
+	if len(f.Entries) > 0 {
+		return malformed("%s frame also carries log entries", f.Type)
+	}
 	switch f.Type {
 	case FrameGroup:
 		if f.Group == nil {
