@@ -92,11 +92,11 @@ func (t FrameType) String() string {
 // it, so a receiver applies a group whole or not at all. Only a peer that
 // said it joins parts is sent them.
 type Frame struct {
-	Type    FrameType      `cbor:"1,keyasint"`
-	Group   *outpost.Group `cbor:"2,keyasint,omitempty"`
-	DBV     int64          `cbor:"3,keyasint,omitempty"`
-	Message string         `cbor:"4,keyasint,omitempty"`
-	More    bool           `cbor:"5,keyasint,omitempty"` // group frames: more parts of this group follow
+	Type    FrameType       `cbor:"1,keyasint"`
+	Group   *outpost.Group  `cbor:"2,keyasint,omitempty"`
+	DBV     int64           `cbor:"3,keyasint,omitempty"`
+	Message string          `cbor:"4,keyasint,omitempty"`
+	More    bool            `cbor:"5,keyasint,omitempty"` // group frames: more parts of this group follow
 	Entries []outpost.Entry `cbor:"6,keyasint,omitempty"` // entries frames (protocol 2)
 }
 
