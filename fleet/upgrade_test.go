@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-edge/outpost"
 	"github.com/outpost-edge/outpost/fleet"
 	"github.com/outpost-edge/outpost/node"
 	"github.com/outpost-edge/outpost/store"
@@ -68,7 +69,7 @@ func TestFleet_RollingSchemaUpgrade(t *testing.T) {
 func TestFleet_ProtocolNegotiation(t *testing.T) {
 	f, err := fleet.Start(context.Background(), t.TempDir(), fleet.Demo(0), fleet.Options{Configure: func(m fleet.Member, c *node.Config) {
 		if m.Name == "NODE01" {
-			c.Protocol, c.MinProtocol = 2, 1
+			c.Protocol, c.MinProtocol = outpost.ProtocolVersion+1, 1
 		}
 	}})
 	if err != nil {
@@ -79,7 +80,7 @@ func TestFleet_ProtocolNegotiation(t *testing.T) {
 	exec(t, f.Node("EDGE03").Store, `INSERT INTO pages (id, title) VALUES ('from-n', 'y')`)
 	waitConverged(t, f, `SELECT id FROM pages ORDER BY id`, 2)
 
-	n, err := f.Restart(context.Background(), "NODE01", func(c *node.Config) { c.Protocol, c.MinProtocol = 2, 2 })
+	n, err := f.Restart(context.Background(), "NODE01", func(c *node.Config) { c.Protocol, c.MinProtocol = outpost.ProtocolVersion+1, outpost.ProtocolVersion+1 })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +94,7 @@ func TestFleet_ProtocolNegotiation(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("a node requiring protocol 2 synced with protocol-1 peers: %+v", n.Repl.Status())
+			t.Fatalf("a node requiring a newer protocol synced with protocol-1 peers: %+v", n.Repl.Status())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -197,4 +198,48 @@ func heldCount(ctx context.Context, s *store.Store) (int64, error) {
 		n += c
 	}
 	return n, err
+}
+
+// TestFleet_RollingProtocolUpgrade: a fleet speaking protocol 1 is rolled,
+// one node at a time, to protocol 2 while every node keeps writing; links
+// between nodes of different versions speak 1, links between upgraded
+// nodes speak 2, and at the end every node holds every write.
+func TestFleet_RollingProtocolUpgrade(t *testing.T) {
+	ctx := context.Background()
+	f, err := fleet.Start(ctx, t.TempDir(), fleet.Demo(0), fleet.Options{Configure: func(m fleet.Member, c *node.Config) {
+		c.Protocol, c.MinProtocol = 1, 1
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close(context.Background()) })
+	order := []string{"EDGE01", "MASTER01", "EDGE03", "NODE01", "EDGE02", "EDGE04"}
+	writes := 0
+	for _, name := range order {
+		for _, n := range f.Nodes {
+			exec(t, n.Store, `INSERT INTO pages (id, title) VALUES (outpost_id(), ?)`, "before "+name)
+			writes++
+		}
+		n, err := f.Restart(ctx, name, func(c *node.Config) { c.Protocol, c.MinProtocol = 0, 0 })
+		if err != nil {
+			t.Fatal(err)
+		}
+		exec(t, n.Store, `INSERT INTO pages (id, title) VALUES (outpost_id(), ?)`, "upgraded "+name)
+		writes++
+	}
+	waitConverged(t, f, `SELECT id, title FROM pages ORDER BY id`, writes)
+	// Every link now speaks 2: the hub pulls entries, not groups.
+	var entries int64
+	for _, n := range f.Nodes {
+		entries += n.Repl.Traffic().Entries
+	}
+	exec(t, f.Node("EDGE01").Store, `INSERT INTO pages (id, title) VALUES ('last', 'v2')`)
+	waitConverged(t, f, `SELECT id, title FROM pages ORDER BY id`, writes+1)
+	var after int64
+	for _, n := range f.Nodes {
+		after += n.Repl.Traffic().Entries
+	}
+	if after <= entries {
+		t.Fatalf("the last write travelled without protocol 2 entries (%d -> %d)", entries, after)
+	}
 }

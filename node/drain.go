@@ -84,11 +84,15 @@ func (n *Node) Drain(ctx context.Context) error {
 		return nil
 	}
 	target := n.Store.DBVersion()
+	var logTarget int64
+	if k, err := n.Store.Knowledge(ctx); err == nil {
+		logTarget = k[n.Store.Origin()]
+	}
 	ctx, cancel := context.WithTimeout(ctx, cmp.Or(n.cfg.DrainTimeout, 20*time.Second))
 	defer cancel()
 	n.log.Info("drain: waiting until a relay has pulled every write", "db_version", target)
 	for {
-		if a, ok := relayHas(n.Repl.PullAcks(), n.Store.Incarnation(), target); ok {
+		if a, ok := relayHas(n.Repl.PullAcks(), n.Store.Incarnation(), target, logTarget); ok {
 			n.log.Info("drain: a relay has pulled every change", "relay", a.Peer, "db_version", a.Through)
 			return nil
 		}
@@ -103,11 +107,16 @@ func (n *Node) Drain(ctx context.Context) error {
 }
 
 // relayHas returns the acknowledgement of a master or node that has pulled
-// this incarnation's changes through target.
-func relayHas(acks []replication.PullAck, inc string, target int64) (replication.PullAck, bool) {
+// this incarnation's changes through target (a protocol 2 ack: its log
+// through logTarget).
+func relayHas(acks []replication.PullAck, inc string, target, logTarget int64) (replication.PullAck, bool) {
 	for _, a := range acks {
 		relay := a.Role == string(outpost.RoleMaster) || a.Role == string(outpost.RoleNode)
-		if relay && a.Incarnation == inc && a.Through >= target {
+		want := target
+		if a.Log {
+			want = logTarget // a protocol 2 ack counts this node's log
+		}
+		if relay && a.Incarnation == inc && a.Through >= want {
 			return a, true
 		}
 	}

@@ -14,10 +14,10 @@ func TestRelayHas(t *testing.T) {
 		{Peer: "MASTER01", Role: "master", Incarnation: "old", Through: 100},
 		{Peer: "NODE01", Role: "node", Incarnation: "i1", Through: 40},
 	}
-	if _, ok := relayHas(acks, "i1", 50); ok {
+	if _, ok := relayHas(acks, "i1", 50, 0); ok {
 		t.Fatal("a sibling's ack, an old incarnation's, or a short one ended the drain")
 	}
-	if a, ok := relayHas(acks, "i1", 40); !ok || a.Peer != "NODE01" {
+	if a, ok := relayHas(acks, "i1", 40, 0); !ok || a.Peer != "NODE01" {
 		t.Fatalf("relayHas = %v %v, want NODE01", a, ok)
 	}
 }

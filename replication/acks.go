@@ -14,11 +14,14 @@ import (
 // PullAck is how far a peer last said it has durably pulled this node's
 // changes (its pull cursor, in this node's numbering).
 type PullAck struct {
-	Peer        string    `json:"peer"`
-	Role        string    `json:"role"`
-	Incarnation string    `json:"incarnation"` // this node's incarnation the cursor is for
-	Through     int64     `json:"through"`
-	At          time.Time `json:"at"`
+	Peer        string `json:"peer"`
+	Role        string `json:"role"`
+	Incarnation string `json:"incarnation"` // this node's incarnation the cursor is for
+	Through     int64  `json:"through"`
+	// Log marks a protocol 2 ack: Through is this node's log sequence
+	// (of origin NAME/Incarnation), not a db_version.
+	Log bool      `json:"log,omitempty"`
+	At  time.Time `json:"at"`
 }
 
 // observeHello reads the pull cursor a peer reports in its hello
@@ -32,11 +35,12 @@ func (r *Replicator) observeHello(p identity.Peer, q url.Values) {
 	if err != nil || pulled < 0 || inc == "" {
 		return
 	}
-	if r.regressed(context.Background(), p.Name, inc, pulled, store.ParseFingerprint(q.Get("fp"))) {
+	log := q.Get("log") == "1"
+	if !log && r.regressed(context.Background(), p.Name, inc, pulled, store.ParseFingerprint(q.Get("fp"))) {
 		return
 	}
 	r.ackMu.Lock()
-	r.acks[p.Name] = PullAck{Peer: p.Name, Role: string(p.Role), Incarnation: inc, Through: pulled, At: time.Now()}
+	r.acks[p.Name] = PullAck{Peer: p.Name, Role: string(p.Role), Incarnation: inc, Through: pulled, Log: log, At: time.Now()}
 	r.ackMu.Unlock()
 }
 

@@ -247,6 +247,7 @@ func (t *inproc) add(name string, r *Replicator, hello func() peer.Hello) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+ChangesPath, r.serveChanges)
 	mux.HandleFunc("POST "+ChangesPath, r.receivePush)
+	mux.HandleFunc("POST "+EntriesPath, r.serveEntries)
 	t.mu.Lock()
 	t.servers[name] = &inprocPeer{r: r, hello: hello, mux: mux}
 	t.mu.Unlock()
@@ -320,7 +321,7 @@ func (t *inproc) Do(ctx context.Context, name string, _ policy.Action, method, p
 
 // peerHello is the hello of a fake peer named PEER1.
 func peerHello(inc string, dbv int64) peer.Hello {
-	return peer.Hello{Name: "PEER1", Role: "master", Protocol: outpost.ProtocolVersion, MinProtocol: outpost.MinProtocolVersion,
+	return peer.Hello{Name: "PEER1", Role: "master", Protocol: 1, MinProtocol: outpost.MinProtocolVersion,
 		Incarnation: inc, DBVersion: dbv, Features: Features()}
 }
 
@@ -333,7 +334,7 @@ func testReplicator(t *testing.T, self outpost.Identity, st Store, tr Transport,
 	cfg := Config{Self: self, Store: st, Client: tr, Heartbeat: 20 * time.Millisecond,
 		MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
 		Hello: func() peer.Hello {
-			return peer.Hello{Name: self.Name, Protocol: outpost.ProtocolVersion, MinProtocol: outpost.MinProtocolVersion}
+			return peer.Hello{Name: self.Name, Protocol: 1, MinProtocol: outpost.MinProtocolVersion}
 		}}
 	if mod != nil {
 		mod(&cfg)
@@ -377,4 +378,13 @@ var selfID = outpost.Identity{Name: "SELF", Location: "AMS", Role: outpost.RoleN
 
 func change(pk string, val any) outpost.Change {
 	return outpost.Change{Table: "pages", PK: []any{pk}, Col: "title", Val: val, CL: 1, HLC: 1 << 20, Origin: "PEER1/p1"}
+}
+
+// The fake speaks protocol 1 only: no log.
+func (f *fakeStore) Knowledge(context.Context) (store.Knowledge, error) { return store.Knowledge{}, nil }
+func (f *fakeStore) EntriesFor(context.Context, store.Knowledge, store.EntryFilter) ([]outpost.Entry, error) {
+	return nil, nil
+}
+func (f *fakeStore) ApplyEntries(context.Context, string, []outpost.Entry) (store.EntryResult, error) {
+	return store.EntryResult{}, nil
 }

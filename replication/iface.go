@@ -26,6 +26,10 @@ type Store interface {
 	Apply(ctx context.Context, peer, kind, inc string, groups []outpost.Group, through int64) (store.ApplyResult, error)
 	ChangesSinceFilter(ctx context.Context, since int64, f store.ChangeFilter) ([]outpost.Group, int64, error)
 	RotateIncarnation(ctx context.Context, reason string) (string, error)
+	// Protocol 2: the origin logs (see store.ApplyEntries, EntriesFor).
+	Knowledge(ctx context.Context) (store.Knowledge, error)
+	EntriesFor(ctx context.Context, have store.Knowledge, f store.EntryFilter) ([]outpost.Entry, error)
+	ApplyEntries(ctx context.Context, sender string, entries []outpost.Entry) (store.EntryResult, error)
 	// CursorFingerprint is the fingerprint kept with a cursor (zero if
 	// unknown); MatchFingerprint compares one a puller reports with this
 	// database (see store.Fingerprint).

@@ -7,7 +7,7 @@ import (
 	"github.com/outpost-edge/outpost/identity"
 )
 
-// Handler returns the sync routes (GET and POST ChangesPath) without the
+// Handler returns the sync routes (ChangesPath, EntriesPath) without the
 // peer server's guard, for an in-process transport (package sim) that
 // authenticates the caller and checks the policy itself, and passes the
 // caller in the request context with peer.NewContext. A node serves them
@@ -16,6 +16,7 @@ func (r *Replicator) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+ChangesPath, r.serveChanges)
 	mux.HandleFunc("POST "+ChangesPath, r.receivePush)
+	mux.HandleFunc("POST "+EntriesPath, r.serveEntries)
 	return mux
 }
 

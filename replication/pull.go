@@ -52,6 +52,9 @@ func (l *loop) pull() error {
 	if err != nil {
 		return err
 	}
+	if v, _ := Negotiate(l.r.cfg.Hello(), h); v >= 2 {
+		return l.pull2(h)
+	}
 	st := l.r.cfg.Store
 	// The connect hello reported the stored cursor (or, for a new
 	// incarnation of the peer, nothing this one needs: its cursor is 0).
@@ -294,7 +297,13 @@ func (l *loop) watchPeer(ctx context.Context, inc string, acked int64, dead func
 		fp := l.fp
 		l.mu.Unlock()
 		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		h, err := l.r.sayHello(hctx, l.peer.Name, ackQuery(cursor, inc, fp))
+		q := ackQuery(cursor, inc, fp)
+		l.mu.Lock()
+		if l.logAcks {
+			q.Set("log", "1") // cursor is the peer's log sequence (protocol 2)
+		}
+		l.mu.Unlock()
+		h, err := l.r.sayHello(hctx, l.peer.Name, q)
 		cancel()
 		last = time.Now()
 		if err != nil {

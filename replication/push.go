@@ -33,6 +33,17 @@ func (l *loop) push() error {
 	if err != nil {
 		return err
 	}
+	if v, _ := Negotiate(l.r.cfg.Hello(), h); v >= 2 {
+		// Protocol 2 has no pushes: the peer pulls this node's log.
+		// Say hello again now and then, in case the peer rolls back.
+		l.update(func(s *LinkStatus) { s.Connected, s.LastError = true, "" })
+		select {
+		case <-l.ctx.Done():
+		case <-l.poke:
+		case <-time.After(l.r.cfg.HelloInterval):
+		}
+		return nil
+	}
 	st := l.r.cfg.Store
 	f := l.r.filter(l.peer.Name + "/" + h.Incarnation)
 	parts := slices.Contains(h.Features, FeatureGroupParts)

@@ -300,6 +300,13 @@ type loop struct {
 	// released marks a standby stream ended because the preferred link
 	// is back (not an error).
 	released atomic.Bool
+	// Protocol 2 (under mu but resourced): logAcks marks acks of log
+	// sequences (not db_versions); lostAt is when the stream last went
+	// down (or the loop started); resourced marks a stream ended because
+	// the source choice changed.
+	logAcks   bool
+	lostAt    time.Time
+	resourced atomic.Bool
 }
 
 // signal wakes whoever waits on ch, without blocking.
@@ -326,7 +333,7 @@ func (l *loop) reconnect() {
 func (r *Replicator) newLoop(p identity.Peer, a policy.Action) *loop {
 	ctx, cancel := context.WithCancel(r.ctx)
 	return &loop{r: r, peer: p, action: a, ctx: ctx, cancel: cancel,
-		moved: make(chan struct{}, 1), poke: make(chan struct{}, 1),
+		moved: make(chan struct{}, 1), poke: make(chan struct{}, 1), lostAt: time.Now(),
 		st: LinkStatus{Peer: p.Name, Role: string(p.Role), Farm: p.Farm, Direction: string(a)}}
 }
 

@@ -43,6 +43,7 @@ func openAt(tb testing.TB, dir string, id outpost.Identity) *store.Store {
 // new incarnation: B gets A's new writes, and A gets back the writes it
 // lost (B no longer drops them as A's echo).
 func TestRestoredNode_NewIncarnation(t *testing.T) {
+	useProtocol(t, 1)
 	ida, idb := ident("MASTER01", "01ma", outpost.RoleMaster), ident("NODE01", "02no", outpost.RoleNode)
 	dirA, backup := filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "backup")
 	sa := openAt(t, dirA, ida.Identity)
@@ -107,6 +108,7 @@ func TestRestoredNode_NewIncarnation(t *testing.T) {
 // transaction at db_version 3 now, so it takes a new incarnation: B gets
 // everything A wrote after the restore, and A gets back what it lost.
 func TestRestoredNode_MoreWritesThanLost(t *testing.T) {
+	useProtocol(t, 1)
 	ida, idb := ident("MASTER01", "01ma", outpost.RoleMaster), ident("NODE01", "02no", outpost.RoleNode)
 	dirA, backup := filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "backup")
 	sa := openAt(t, dirA, ida.Identity)
@@ -179,6 +181,7 @@ func TestRestoredNode_MoreWritesThanLost(t *testing.T) {
 // row of the group a puller's fingerprint names, and a peer that sends no
 // fingerprint gets the numbers-only check.
 func TestRestoredNode_FingerprintNoFalseAlarm(t *testing.T) {
+	useProtocol(t, 1)
 	ida, idb := ident("MASTER01", "01ma", outpost.RoleMaster), ident("NODE01", "02no", outpost.RoleNode)
 	sa := testutil.OpenStore(t, "", store.Options{Identity: ida.Identity})
 	sb := testutil.OpenStore(t, "", store.Options{Identity: idb.Identity})
@@ -249,6 +252,7 @@ func (g *gated) Do(ctx context.Context, name string, a policy.Action, method, pa
 // caught-up signal fires again after a rotation); then the lost slug is
 // known and not issued twice.
 func TestRestoredNode_SlugsWaitForCatchUp(t *testing.T) {
+	useProtocol(t, 1)
 	ida, idb := ident("MASTER01", "01ma", outpost.RoleMaster), ident("NODE01", "02no", outpost.RoleNode)
 	dirA, backup := filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "backup")
 	sa := openAt(t, dirA, ida.Identity)

@@ -28,6 +28,7 @@ const HeaderHeartbeatMax = "Outpost-Heartbeat-Max"
 func (r *Replicator) Routes(s *peer.Server) {
 	s.Handle("GET "+ChangesPath, policy.Pull, http.HandlerFunc(r.serveChanges))
 	s.Handle("POST "+ChangesPath, policy.Push, http.HandlerFunc(r.receivePush))
+	s.Handle("POST "+EntriesPath, policy.Pull, http.HandlerFunc(r.serveEntries))
 	s.OnHello(r.observeHello)
 }
 
@@ -215,18 +216,27 @@ func (r *Replicator) regressed(ctx context.Context, peerName, inc string, cursor
 	} else {
 		return false
 	}
+	r.rotate(ctx, peerName, inc, reason)
+	return true
+}
+
+// rotate takes a new incarnation for this node, whose database was found
+// restored from an older copy (reason), unless incarnation inc is already
+// gone; pulls start over under the new one.
+func (r *Replicator) rotate(ctx context.Context, peerName, inc, reason string) {
+	st := r.cfg.Store
 	r.rotateMu.Lock()
 	defer r.rotateMu.Unlock()
 	if inc != st.Incarnation() {
-		return true // rotated meanwhile
+		return // rotated meanwhile
 	}
 	newInc, err := st.RotateIncarnation(context.WithoutCancel(ctx), reason)
 	if err != nil {
 		r.log.Error("sync: database regression detected but the new incarnation failed", "peer", peerName, "err", err)
-		return true
+		return
 	}
-	r.log.Warn("sync: database regression detected; took a new incarnation", "peer", peerName, "peer_cursor", cursor,
-		"fingerprint", fp.String(), "db_version", st.DBVersion(), "incarnation", newInc)
+	r.log.Warn("sync: database regression detected; took a new incarnation", "peer", peerName, "reason", reason,
+		"db_version", st.DBVersion(), "incarnation", newInc)
 	// A pull counts as caught up again only if it starts from here
 	// (pull remembers the epoch it started in).
 	r.epoch++
@@ -248,7 +258,6 @@ func (r *Replicator) regressed(ctx context.Context, peerName, inc string, cursor
 		// lost, and nothing would ever signal.
 		r.signalCaughtUp(r.epoch)
 	}
-	return true
 }
 
 // errStreamWrite marks a failure to write to the puller (the stream is

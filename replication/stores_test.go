@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"strings"
@@ -20,6 +21,9 @@ type member struct {
 	st *store.Store
 	r  *Replicator
 	tr *inproc
+	// proto is the protocol it announces; 0 = this build's. Tests of
+	// protocol 1's cursors (and of a fleet mixing versions) set 1.
+	proto int
 }
 
 func ident(name, code string, role outpost.Role) identity.Peer {
@@ -32,10 +36,20 @@ func ident(name, code string, role outpost.Role) identity.Peer {
 
 func helloOf(m *member) func() peer.Hello {
 	return func() peer.Hello {
-		return peer.Hello{Name: m.id.Name, Role: string(m.id.Role), Protocol: outpost.ProtocolVersion,
+		return peer.Hello{Name: m.id.Name, Role: string(m.id.Role), Protocol: cmp.Or(m.proto, testProto, outpost.ProtocolVersion),
 			MinProtocol: outpost.MinProtocolVersion, Incarnation: m.st.Incarnation(), DBVersion: m.st.DBVersion(),
 			Features: Features()}
 	}
+}
+
+// testProto, if set, is the protocol every member announces (useProtocol).
+var testProto int
+
+// useProtocol makes the members of this test announce protocol v (tests of
+// protocol 1's cursors, still spoken with peers that have not upgraded).
+func useProtocol(t *testing.T, v int) {
+	testProto = v
+	t.Cleanup(func() { testProto = 0 })
 }
 
 // newMember opens a replicator on st for id; wire it with connect.
@@ -71,6 +85,7 @@ func count(tb testing.TB, s *store.Store, sql string, args ...any) int64 {
 // TestPull_DuplicatesIgnored: changes delivered again (a cursor set back)
 // are ignored by the merge, not applied twice.
 func TestPull_DuplicatesIgnored(t *testing.T) {
+	useProtocol(t, 1)
 	a := newMember(t, ident("MASTER01", "01ma", outpost.RoleMaster), testutil.OpenStore(t, "", store.Options{Identity: ident("MASTER01", "01ma", outpost.RoleMaster).Identity}), nil)
 	b := newMember(t, ident("NODE01", "02no", outpost.RoleNode), testutil.OpenStore(t, "", store.Options{Identity: ident("NODE01", "02no", outpost.RoleNode).Identity}), nil)
 	connect(b, a)
@@ -95,6 +110,7 @@ func TestPull_DuplicatesIgnored(t *testing.T) {
 // a puller that joins parts, whole; a puller that does not is skipped past
 // it with a refusal counted, and later groups still arrive.
 func TestPull_LargeGroupInParts(t *testing.T) {
+	useProtocol(t, 1) // protocol 2 bounds a log entry (4 MiB) below the frame limit instead
 	small := func(c *Config) {
 		c.Limits.MaxFrameBytes = 64 << 10
 		c.Refusals = peer.NewRefusals()

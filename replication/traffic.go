@@ -20,10 +20,12 @@ type Traffic struct {
 	PullBytes  int64 `json:"pull_bytes"`  // bytes read from pull streams
 	PushBytes  int64 `json:"push_bytes"`  // push bodies sent
 	ServeBytes int64 `json:"serve_bytes"` // bytes written to pull streams served
+	Entries    int64 `json:"entries"`     // log entries received (protocol 2)
+	Duplicates int64 `json:"duplicates"`  // of which this node held already
 }
 
 type traffic struct {
-	hellos, pulls, pushes, frames, heartbeats, pullBytes, pushBytes, serveBytes atomic.Int64
+	hellos, pulls, pushes, frames, heartbeats, pullBytes, pushBytes, serveBytes, entries, duplicates atomic.Int64
 }
 
 // Traffic returns the sync traffic counters.
@@ -31,7 +33,8 @@ func (r *Replicator) Traffic() Traffic {
 	t := &r.traffic
 	return Traffic{Hellos: t.hellos.Load(), Pulls: t.pulls.Load(), Pushes: t.pushes.Load(),
 		Frames: t.frames.Load(), Heartbeats: t.heartbeats.Load(), PullBytes: t.pullBytes.Load(),
-		PushBytes: t.pushBytes.Load(), ServeBytes: t.serveBytes.Load()}
+		PushBytes: t.pushBytes.Load(), ServeBytes: t.serveBytes.Load(),
+		Entries: t.entries.Load(), Duplicates: t.duplicates.Load()}
 }
 
 // sayHello sends a hello to the named peer with query q, counted.

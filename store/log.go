@@ -183,6 +183,10 @@ func (s *Store) ApplyEntries(ctx context.Context, sender string, entries []outpo
 		}
 		if err := s.checkEntry(e); err != nil {
 			bad[e.Origin] = true
+			if errors.Is(err, ErrUnknownOrigin) {
+				res.Gaps++
+				continue
+			}
 			res.Bad++
 			rule := RuleBody
 			if errors.Is(err, errSignature) {
@@ -256,6 +260,11 @@ func (s *Store) ApplyEntries(ctx context.Context, sender string, entries []outpo
 }
 
 var errSignature = errors.New("signature does not verify")
+
+// ErrUnknownOrigin is what LogKeys.Verify wraps for an origin this node has
+// no key for yet (not on its trust list): its entries are skipped, not
+// refused, and come again once the trust list has it.
+var ErrUnknownOrigin = errors.New("origin unknown")
 
 // checkEntry verifies an entry's signature (when this node has keys).
 func (s *Store) checkEntry(e *outpost.Entry) error {
