@@ -381,7 +381,9 @@ func change(pk string, val any) outpost.Change {
 }
 
 // The fake speaks protocol 1 only: no log.
-func (f *fakeStore) Knowledge(context.Context) (store.Knowledge, error) { return store.Knowledge{}, nil }
+func (f *fakeStore) Knowledge(context.Context) (store.Knowledge, error) {
+	return store.Knowledge{}, nil
+}
 func (f *fakeStore) EntriesFor(context.Context, store.Knowledge, store.EntryFilter) ([]outpost.Entry, error) {
 	return nil, nil
 }
