@@ -230,7 +230,12 @@ func (s *Store) ApplyEntries(ctx context.Context, sender string, entries []outpo
 			}
 			switch first := dec[i].e.Seq; {
 			case dec[j-1].e.Seq <= through:
+				// Delivered again: its changes count as ignored, so
+				// delivery counts stay honest.
 				r.Duplicates += j - i
+				for _, d := range dec[i:j] {
+					r.Ignored += len(d.changes)
+				}
 			case first != through+1:
 				r.Gaps += j - i
 			default:
@@ -275,6 +280,9 @@ func (s *Store) checkEntry(e *outpost.Entry) error {
 		return fmt.Errorf("entry %s:%d is not signed: %w", e.Origin, e.Seq, errSignature)
 	}
 	if err := s.opts.Keys.Verify(outpost.OriginName(e.Origin), e.SignedMessage(), e.Sig); err != nil {
+		if errors.Is(err, ErrUnknownOrigin) {
+			return fmt.Errorf("entry %s:%d: %w", e.Origin, e.Seq, err)
+		}
 		return fmt.Errorf("entry %s:%d: %v: %w", e.Origin, e.Seq, err, errSignature)
 	}
 	return nil
