@@ -152,6 +152,13 @@ func (p *puller2) read(body io.Reader) error {
 			}
 		case wire.FrameHeartbeat:
 			l.r.traffic.heartbeats.Add(1)
+			// Entries held back for the frames that were buffered behind
+			// them: nothing more follows for now, apply them.
+			if n := len(p.batch); n > 0 && !p.batch[n-1].More {
+				if err := p.apply(); err != nil {
+					return err
+				}
+			}
 			// The server sends a heartbeat only when it has nothing more
 			// for this puller: caught up.
 			l.update(func(s *LinkStatus) {
@@ -160,6 +167,11 @@ func (p *puller2) read(body io.Reader) error {
 			})
 			l.r.checkCaughtUp(p.epoch, 0, 0)
 		case wire.FrameError:
+			if n := len(p.batch); n > 0 && !p.batch[n-1].More {
+				if err := p.apply(); err != nil {
+					return err
+				}
+			}
 			return fmt.Errorf("peer: %s", f.Message)
 		default:
 			return fmt.Errorf("peer sent a %s frame on a protocol 2 stream", f.Type)
