@@ -98,7 +98,11 @@ func TestFleet_Protocol2ThirtyFourNodes(t *testing.T) {
 			for _, n := range f.Nodes {
 				k, _ := n.Store.Knowledge(context.Background())
 				if c := len(rows(t, n.Store, `SELECT id FROM pages`)); c != 320 {
-					for _, l := range n.Repl.Status() { if l.Role != "edge" { t.Errorf("%s has %d rows, knows %v; link %+v", n.Identity.Name, c, k[e1.Origin()], l) } }
+					for _, l := range n.Repl.Status() {
+						if l.Role != "edge" {
+							t.Errorf("%s has %d rows, knows %v; link %+v", n.Identity.Name, c, k[e1.Origin()], l)
+						}
+					}
 				}
 			}
 			t.FailNow()
