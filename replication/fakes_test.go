@@ -248,6 +248,8 @@ func (t *inproc) add(name string, r *Replicator, hello func() peer.Hello) {
 	mux.HandleFunc("GET "+ChangesPath, r.serveChanges)
 	mux.HandleFunc("POST "+ChangesPath, r.receivePush)
 	mux.HandleFunc("POST "+EntriesPath, r.serveEntries)
+	mux.HandleFunc("GET "+SnapshotPath, r.serveSnapshot)
+	mux.HandleFunc("POST "+AckPath, r.serveAck)
 	t.mu.Lock()
 	t.servers[name] = &inprocPeer{r: r, hello: hello, mux: mux}
 	t.mu.Unlock()
@@ -389,4 +391,9 @@ func (f *fakeStore) EntriesFor(context.Context, store.Knowledge, store.EntryFilt
 }
 func (f *fakeStore) ApplyEntries(context.Context, string, []outpost.Entry) (store.EntryResult, error) {
 	return store.EntryResult{}, nil
+}
+func (f *fakeStore) AdoptKnowledge(context.Context, store.Knowledge) error      { return nil }
+func (f *fakeStore) CollectLog(context.Context, store.Knowledge) (int64, error) { return 0, nil }
+func (f *fakeStore) EntriesBefore(context.Context, time.Time) (store.Knowledge, error) {
+	return store.Knowledge{}, nil
 }

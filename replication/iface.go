@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/outpost-edge/outpost"
 	"github.com/outpost-edge/outpost/peer"
@@ -30,6 +31,9 @@ type Store interface {
 	Knowledge(ctx context.Context) (store.Knowledge, error)
 	EntriesFor(ctx context.Context, have store.Knowledge, f store.EntryFilter) ([]outpost.Entry, error)
 	ApplyEntries(ctx context.Context, sender string, entries []outpost.Entry) (store.EntryResult, error)
+	AdoptKnowledge(ctx context.Context, k store.Knowledge) error
+	CollectLog(ctx context.Context, floor store.Knowledge) (int64, error)
+	EntriesBefore(ctx context.Context, cutoff time.Time) (store.Knowledge, error)
 	// CursorFingerprint is the fingerprint kept with a cursor (zero if
 	// unknown); MatchFingerprint compares one a puller reports with this
 	// database (see store.Fingerprint).

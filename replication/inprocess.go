@@ -17,6 +17,8 @@ func (r *Replicator) Handler() http.Handler {
 	mux.HandleFunc("GET "+ChangesPath, r.serveChanges)
 	mux.HandleFunc("POST "+ChangesPath, r.receivePush)
 	mux.HandleFunc("POST "+EntriesPath, r.serveEntries)
+	mux.HandleFunc("GET "+SnapshotPath, r.serveSnapshot)
+	mux.HandleFunc("POST "+AckPath, r.serveAck)
 	return mux
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/outpost-edge/outpost"
 	"github.com/outpost-edge/outpost/peer"
 	"github.com/outpost-edge/outpost/policy"
+	"github.com/outpost-edge/outpost/store"
 	"github.com/outpost-edge/outpost/wire"
 )
 
@@ -84,8 +85,20 @@ func (l *loop) pull2(h peer.Hello) error {
 		defer wg.Done()
 		l.watchSources(sctx, only, except, cancelStream)
 	}()
-	p := &puller2{l: l, peerOrigin: peerOrigin, epoch: epoch, act: act}
+	p := &puller2{l: l, peerOrigin: peerOrigin, epoch: epoch, act: act, got: store.Knowledge{}}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		l.sendAcks(sctx, origin, &p.gotMu, p.got)
+	}()
 	err = p.read(trafficReader{resp.Body, &l.r.traffic.pullBytes})
+	if errors.Is(err, errSnapshotNeeded) {
+		cancelStream()
+		if serr := l.snapshot(l.peer); serr != nil {
+			return serr
+		}
+		return nil // pull again, from the adopted knowledge
+	}
 	if sctx.Err() != nil && l.ctx.Err() == nil && !errors.Is(err, errApply) {
 		if l.resourced.Swap(false) {
 			return nil // the source choice changed: ask again at once
@@ -117,6 +130,8 @@ type puller2 struct {
 	act        *activity
 	batch      []outpost.Entry
 	bytes      int
+	gotMu      sync.Mutex
+	got        store.Knowledge // how far this node holds the origins this stream brought (acks)
 }
 
 func (p *puller2) read(body io.Reader) error {
@@ -172,6 +187,9 @@ func (p *puller2) read(body io.Reader) error {
 					return err
 				}
 			}
+			if isSnapshotNeeded(f.Message) {
+				return fmt.Errorf("%w: %s", errSnapshotNeeded, f.Message)
+			}
 			return fmt.Errorf("peer: %s", f.Message)
 		default:
 			return fmt.Errorf("peer sent a %s frame on a protocol 2 stream", f.Type)
@@ -194,6 +212,13 @@ func (p *puller2) apply() error {
 		if e.Origin == p.peerOrigin && e.Seq > own && res.Gaps == 0 {
 			own = e.Seq
 		}
+	}
+	if res.Gaps == 0 {
+		p.gotMu.Lock()
+		for _, e := range p.batch {
+			p.got[e.Origin] = max(p.got[e.Origin], e.Seq)
+		}
+		p.gotMu.Unlock()
 	}
 	n := int64(len(p.batch))
 	p.batch, p.bytes = nil, 0

@@ -90,8 +90,12 @@ type Config struct {
 	// It runs under the lock that orders it with rotations, so it must be
 	// quick and must not call back into the Replicator.
 	OnCaughtUp func()
-	MinBackoff time.Duration // 0 = 100ms
-	MaxBackoff time.Duration // 0 = 5s
+	// LogRetention bounds how long a log entry is kept for a puller that
+	// has not acknowledged it (0 = DefaultLogRetention); CollectEvery is
+	// how often the log is collected (0 = DefaultCollectEvery).
+	LogRetention, CollectEvery time.Duration
+	MinBackoff                 time.Duration // 0 = 100ms
+	MaxBackoff                 time.Duration // 0 = 5s
 }
 
 // Replicator runs one pull loop and/or one push loop per peer.
@@ -119,6 +123,7 @@ type Replicator struct {
 	epoch     int64
 	signalled int64
 	traffic   traffic
+	deps      deps // who pulls from this node, and how far (collect.go)
 	// sleep waits between attempts (replaced in tests).
 	sleep func(ctx context.Context, d time.Duration) bool
 }
@@ -140,6 +145,12 @@ func New(cfg Config) *Replicator {
 	cfg.MaxHeartbeat = max(cfg.MaxHeartbeat, cfg.Heartbeat)
 	if cfg.HelloInterval <= 0 {
 		cfg.HelloInterval = 30 * cfg.Heartbeat
+	}
+	if cfg.LogRetention <= 0 {
+		cfg.LogRetention = DefaultLogRetention
+	}
+	if cfg.CollectEvery <= 0 {
+		cfg.CollectEvery = DefaultCollectEvery
 	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = 100 * time.Millisecond
@@ -198,6 +209,11 @@ func (r *Replicator) Start() {
 	if first && r.cfg.Trust != nil {
 		r.cfg.Trust.OnChange(func(trust.Diff) { r.reconcile() })
 	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.collectLoop(r.ctx)
+	}()
 }
 
 // Stop ends every loop and waits for them.

@@ -29,6 +29,8 @@ func (r *Replicator) Routes(s *peer.Server) {
 	s.Handle("GET "+ChangesPath, policy.Pull, http.HandlerFunc(r.serveChanges))
 	s.Handle("POST "+ChangesPath, policy.Push, http.HandlerFunc(r.receivePush))
 	s.Handle("POST "+EntriesPath, policy.Pull, http.HandlerFunc(r.serveEntries))
+	s.Handle("GET "+SnapshotPath, policy.Pull, http.HandlerFunc(r.serveSnapshot))
+	s.Handle("POST "+AckPath, policy.Pull, http.HandlerFunc(r.serveAck))
 	s.OnHello(r.observeHello)
 }
 

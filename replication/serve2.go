@@ -99,6 +99,7 @@ func (r *Replicator) serveEntries(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	defer release()
+	r.deps.observe(p.Name, pr)
 	st := r.cfg.Store
 	ctx := req.Context()
 	own := st.Origin()

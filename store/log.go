@@ -320,7 +320,8 @@ type EntryFilter struct {
 	MaxBytes int
 }
 
-func (f *EntryFilter) wants(origin string) bool {
+// Wants reports whether the filter selects origin.
+func (f *EntryFilter) Wants(origin string) bool {
 	if origin == f.ExceptOrigin {
 		return false
 	}
@@ -389,7 +390,7 @@ func (s *Store) EntriesFor(ctx context.Context, have Knowledge, f EntryFilter) (
 			return nil, fmt.Errorf("read entries: %w", err)
 		}
 		h := have[o]
-		if through <= h || !f.wants(o) {
+		if through <= h || !f.Wants(o) {
 			continue
 		}
 		if h < floor {

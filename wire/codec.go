@@ -21,7 +21,8 @@ const headerBytes = 4
 // (frame, group, changes, change, pk); a deeper item is never valid.
 const maxNestedLevels = 8
 
-// maxMapPairs bounds every CBOR map. The largest map of the protocol (a
+// maxMapPairs is the smallest bound on a CBOR map (a known frame, which maps
+// every origin, is bounded by Limits.MaxChanges instead). The largest struct map (a
 // change) has 7 keys; 16 is the smallest bound the decoder accepts and
 // leaves room for fields later versions add.
 const maxMapPairs = 16
@@ -67,7 +68,7 @@ func newDecMode(maxChanges int) cbor.DecMode {
 		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
 		MaxNestedLevels:  maxNestedLevels,
 		MaxArrayElements: min(max(maxChanges, 16), math.MaxInt32),
-		MaxMapPairs:      maxMapPairs,
+		MaxMapPairs:      min(max(maxChanges, maxMapPairs), math.MaxInt32), // a known frame maps every origin
 		IndefLength:      cbor.IndefLengthForbidden,
 		TagsMd:           cbor.TagsForbidden,
 		BignumTag:        cbor.BignumTagForbidden,

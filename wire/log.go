@@ -86,3 +86,26 @@ func validateEntriesFrame(f Frame, lim Limits) error {
 	}
 	return nil
 }
+
+// KnownFrame returns a FrameKnown frame carrying k (which may be empty).
+func KnownFrame(k map[string]int64) Frame { return Frame{Type: FrameKnown, Known: k} }
+
+// validateKnownFrame checks a known frame: knowledge and nothing else, each
+// origin named and each sequence >= 0.
+func validateKnownFrame(f Frame, lim Limits) error {
+	if f.Group != nil || f.DBV != 0 || f.Message != "" || f.More || len(f.Entries) > 0 {
+		return malformed("known frame also carries a group, db_version, message, parts flag or entries")
+	}
+	if len(f.Known) > lim.MaxChanges {
+		return tooLarge("known frame names %d origins, over the limit of %d", len(f.Known), lim.MaxChanges)
+	}
+	for o, t := range f.Known {
+		if err := checkName(o, "origin", lim, func() string { return "known frame" }); err != nil {
+			return err
+		}
+		if o == "" || t < 0 {
+			return malformed("known frame: origin %q at %d", o, t)
+		}
+	}
+	return nil
+}

@@ -60,6 +60,10 @@ const (
 	// 2): in each origin's order, a chain of entries (More) never split
 	// across frames.
 	FrameEntries FrameType = 5
+	// FrameKnown carries a node's knowledge (per origin, the last log
+	// sequence it holds) in Frame.Known: it opens and closes a snapshot
+	// stream (protocol 2).
+	FrameKnown FrameType = 6
 )
 
 // String names the frame type, e.g. "group".
@@ -75,6 +79,8 @@ func (t FrameType) String() string {
 		return "error"
 	case FrameEntries:
 		return "entries"
+	case FrameKnown:
+		return "known"
 	}
 	return fmt.Sprintf("FrameType(%d)", uint8(t))
 }
@@ -92,12 +98,13 @@ func (t FrameType) String() string {
 // it, so a receiver applies a group whole or not at all. Only a peer that
 // said it joins parts is sent them.
 type Frame struct {
-	Type    FrameType       `cbor:"1,keyasint"`
-	Group   *outpost.Group  `cbor:"2,keyasint,omitempty"`
-	DBV     int64           `cbor:"3,keyasint,omitempty"`
-	Message string          `cbor:"4,keyasint,omitempty"`
-	More    bool            `cbor:"5,keyasint,omitempty"` // group frames: more parts of this group follow
-	Entries []outpost.Entry `cbor:"6,keyasint,omitempty"` // entries frames (protocol 2)
+	Type    FrameType        `cbor:"1,keyasint"`
+	Group   *outpost.Group   `cbor:"2,keyasint,omitempty"`
+	DBV     int64            `cbor:"3,keyasint,omitempty"`
+	Message string           `cbor:"4,keyasint,omitempty"`
+	More    bool             `cbor:"5,keyasint,omitempty"` // group frames: more parts of this group follow
+	Entries []outpost.Entry  `cbor:"6,keyasint,omitempty"` // entries frames (protocol 2)
+	Known   map[string]int64 `cbor:"7,keyasint,omitempty"` // known frames (protocol 2)
 }
 
 // GroupFrame returns a FrameGroup frame carrying g.
@@ -185,8 +192,11 @@ func (f Frame) Validate(lim Limits) error {
 	if f.Type == FrameEntries {
 		return validateEntriesFrame(f, lim)
 	}
-	if len(f.Entries) > 0 {
-		return malformed("%s frame also carries log entries", f.Type)
+	if f.Type == FrameKnown {
+		return validateKnownFrame(f, lim)
+	}
+	if len(f.Entries) > 0 || len(f.Known) > 0 {
+		return malformed("%s frame also carries log entries or knowledge", f.Type)
 	}
 	switch f.Type {
 	case FrameGroup:

@@ -1,0 +1,212 @@
+package replication
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/outpost-edge/outpost/identity"
+	"github.com/outpost-edge/outpost/peer"
+	"github.com/outpost-edge/outpost/policy"
+	"github.com/outpost-edge/outpost/store"
+)
+
+// AckPath is the protocol 2 acknowledgement route: a puller reports, now
+// and then during a long stream, how far it holds the origins this node
+// serves it; the log is collected by these reports.
+const AckPath = "/sync/v2/ack"
+
+// Defaults of log collection.
+const (
+	DefaultLogRetention = 24 * time.Hour
+	DefaultCollectEvery = 30 * time.Second
+	ackEvery            = 2 * time.Second
+)
+
+// dependant is what this node knows of a peer that pulls from it: the
+// origins it asks for (its last request's filter) and how far it said it
+// holds each.
+type dependant struct {
+	only, except []string
+	origin       string // its own current origin (it never asks for it)
+	acked        store.Knowledge
+}
+
+func (d *dependant) wants(origin string) bool {
+	f := store.EntryFilter{Only: d.only, Except: d.except, ExceptOrigin: d.origin}
+	return f.Wants(origin)
+}
+
+// deps records the pullers of this node (collect.go).
+type deps struct {
+	mu sync.Mutex
+	m  map[string]*dependant // by peer name
+}
+
+// observe records a pull request of peer.
+func (d *deps) observe(peerName string, pr PullRequest) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m == nil {
+		d.m = map[string]*dependant{}
+	}
+	dep := &dependant{only: pr.Only, except: pr.Except, origin: pr.Origin, acked: store.Knowledge{}}
+	for o, t := range pr.Known {
+		if dep.wants(o) {
+			dep.acked[o] = t
+		}
+	}
+	d.m[peerName] = dep
+}
+
+// ack records a puller's report.
+func (d *deps) ack(peerName string, k store.Knowledge) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	dep := d.m[peerName]
+	if dep == nil {
+		return // a report without a pull: nothing is known of its filter
+	}
+	for o, t := range k {
+		if dep.wants(o) {
+			dep.acked[o] = max(dep.acked[o], t)
+		}
+	}
+}
+
+// serveAck reads a puller's report (a PullRequest body: its origin and
+// knowledge).
+func (r *Replicator) serveAck(w http.ResponseWriter, req *http.Request) {
+	p, _ := peer.From(req.Context())
+	pr, err := decodePullRequest(req.Body)
+	if err != nil {
+		peer.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	r.deps.ack(p.Name, pr.Known)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// sendAcks reports, every ackEvery while it changes, how far this node
+// holds the origins the stream from l's peer brought (got is updated by the
+// puller under mu).
+func (l *loop) sendAcks(ctx context.Context, origin string, mu *sync.Mutex, got store.Knowledge) {
+	tick := time.NewTicker(ackEvery)
+	defer tick.Stop()
+	sent := store.Knowledge{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		delta := store.Knowledge{}
+		mu.Lock()
+		for o, t := range got {
+			if sent[o] != t {
+				delta[o] = t
+			}
+		}
+		mu.Unlock()
+		if len(delta) == 0 {
+			continue
+		}
+		body, err := cbor.Marshal(PullRequest{Origin: origin, Known: delta})
+		if err != nil {
+			continue
+		}
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		resp, err := l.r.cfg.Client.Do(actx, l.peer.Name, policy.Pull, http.MethodPost, AckPath, body)
+		cancel()
+		if err != nil {
+			continue // next time
+		}
+		resp.Body.Close()
+		for o, t := range delta {
+			sent[o] = t
+		}
+	}
+}
+
+// collectLoop collects, every CollectEvery, the log entries every puller
+// that may still need them holds, and those older than LogRetention.
+func (r *Replicator) collectLoop(ctx context.Context) {
+	tick := time.NewTicker(r.cfg.CollectEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if err := r.CollectOnce(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("sync: log collection failed", "err", err)
+		}
+	}
+}
+
+// CollectOnce collects the log once: per origin, the entries every puller
+// that may ask this node for them has acknowledged (a peer the policy lets
+// pull from this node that has not asked since this node started counts
+// as holding nothing), and, whatever the acknowledgements, those older
+// than LogRetention.
+func (r *Replicator) CollectOnce(ctx context.Context) error {
+	st := r.cfg.Store
+	known, err := st.Knowledge(ctx)
+	if err != nil {
+		return err
+	}
+	floor := store.Knowledge{}
+	for o, t := range known {
+		floor[o] = t
+	}
+	self := policy.PartyOf(r.cfg.Self)
+	var pullers []identity.Peer
+	if r.cfg.Trust != nil {
+		for _, p := range r.cfg.Trust.List().Others() {
+			if r.cfg.Policy.Check(peer.Party(p), self, policy.Pull).Allowed {
+				pullers = append(pullers, p)
+			}
+		}
+	}
+	r.deps.mu.Lock()
+	names := map[string]bool{}
+	for _, p := range pullers {
+		names[p.Name] = true
+	}
+	for name := range r.deps.m {
+		names[name] = true // a puller seen since start counts even if the trust list dropped it
+	}
+	for name := range names {
+		dep := r.deps.m[name]
+		for o := range floor {
+			if dep == nil {
+				floor[o] = 0
+				continue
+			}
+			if dep.wants(o) {
+				floor[o] = min(floor[o], dep.acked[o])
+			}
+		}
+	}
+	r.deps.mu.Unlock()
+	cutoff := time.Now().Add(-r.cfg.LogRetention)
+	old, err := st.EntriesBefore(ctx, cutoff)
+	if err != nil {
+		return err
+	}
+	for o, t := range old {
+		floor[o] = max(floor[o], t)
+	}
+	n, err := st.CollectLog(ctx, floor)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		r.log.Debug("sync: collected log entries", "entries", n)
+	}
+	return nil
+}

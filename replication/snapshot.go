@@ -1,0 +1,170 @@
+package replication
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/outpost-edge/outpost"
+	"github.com/outpost-edge/outpost/identity"
+	"github.com/outpost-edge/outpost/peer"
+	"github.com/outpost-edge/outpost/policy"
+	"github.com/outpost-edge/outpost/store"
+	"github.com/outpost-edge/outpost/wire"
+)
+
+// SnapshotPath is the protocol 2 snapshot route: a hub streams the current
+// state of every replicated table, framed by its knowledge, to a puller
+// that lacks log entries the hub has already collected (or a new node).
+const SnapshotPath = "/sync/v2/snapshot"
+
+// CursorSnapshot is the cursor kind a snapshot's groups are applied under.
+const CursorSnapshot = "snapshot"
+
+// errSnapshotNeeded marks a pull answered with snapshot_needed.
+var errSnapshotNeeded = errors.New("snapshot needed")
+
+// serveSnapshot streams a snapshot: a known frame with this node's
+// knowledge, read first; then the state of every row (its clock rows, as
+// groups, with progress frames), read after, so it holds at least
+// everything that knowledge names; then the same known frame again, which
+// marks the end. Only hubs (masters and nodes) serve snapshots: a puller
+// takes their state on their word (the origins' signatures cover entries,
+// not merged state).
+func (r *Replicator) serveSnapshot(w http.ResponseWriter, req *http.Request) {
+	p, _ := peer.From(req.Context())
+	if !isHubRole(r.cfg.Self.Role) {
+		peer.WriteError(w, http.StatusForbidden, "snapshot_unavailable", "only masters and nodes serve snapshots; ask a hub")
+		return
+	}
+	release, ok := r.acquire(w, p.Name)
+	if !ok {
+		return
+	}
+	defer release()
+	st := r.cfg.Store
+	ctx := req.Context()
+	k, err := st.Knowledge(ctx)
+	if err != nil {
+		peer.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		return
+	}
+	upTo := st.DBVersion()
+	fl, _ := w.(http.Flusher)
+	w.Header().Set("Content-Type", "application/x-outpost-frames")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(trafficWriter{w, &r.traffic.serveBytes}, 64<<10)
+	fw := wire.NewWriterLimits(bw, r.cfg.Limits)
+	flush := func() error {
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		if fl != nil {
+			fl.Flush()
+		}
+		return nil
+	}
+	if err := fw.Write(wire.KnownFrame(k)); err != nil {
+		return
+	}
+	s := &server{r: r, peer: p.Name, fw: fw, parts: true}
+	rc := http.NewResponseController(w)
+	f := store.ChangeFilter{MaxChanges: r.cfg.BatchSize, MaxBytes: r.cfg.MaxBatchBytes}
+	for since := int64(0); since < upTo; {
+		through, err := s.batch(ctx, rc, since, f, flush)
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, errStreamWrite) {
+				_ = fw.Write(wire.ErrorFrame(err.Error()))
+				_ = flush()
+			}
+			return
+		}
+		if through <= since {
+			break
+		}
+		since = through
+	}
+	_ = fw.Write(wire.KnownFrame(k))
+	_ = flush()
+	r.log.Info("sync: served a snapshot", "peer", p.Name, "db_version", upTo, "origins", len(k))
+}
+
+func isHubRole(role outpost.Role) bool { return role == outpost.RoleMaster || role == outpost.RoleNode }
+
+// snapshot bootstraps this node from a hub's snapshot: it merges the hub's
+// state (by the merge rules: nothing this node holds is lost) and adopts
+// the hub's knowledge, then pulls go on from there. from is the peer whose
+// pull asked for it; if it is not a hub, the first hub this node pulls
+// from serves it.
+func (l *loop) snapshot(from identity.Peer) error {
+	hub := from
+	if !isHub(hub) {
+		pull, _ := l.r.Targets()
+		found := false
+		for _, p := range pull {
+			if isHub(p) {
+				hub, found = p, true
+				break
+			}
+		}
+		if !found {
+			return fmt.Errorf("%w, and no hub to take it from", errSnapshotNeeded)
+		}
+	}
+	ctx, cancel := context.WithTimeout(l.ctx, 30*time.Minute)
+	defer cancel()
+	l.r.log.Warn("sync: log entries this node lacks were collected; bootstrapping from a snapshot", "peer", from.Name, "hub", hub.Name)
+	resp, err := l.r.cfg.Client.Do(ctx, hub.Name, policy.Pull, http.MethodGet, SnapshotPath, nil)
+	if err != nil {
+		return fmt.Errorf("snapshot from %s: %w", hub.Name, err)
+	}
+	defer resp.Body.Close()
+	rd := wire.NewReader(bufio.NewReaderSize(resp.Body, 256<<10), l.r.cfg.Limits)
+	var known map[string]int64
+	var batch []outpost.Group
+	st := l.r.cfg.Store
+	applied := 0
+	for {
+		f, err := rd.Read()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return fmt.Errorf("snapshot from %s ended before its last frame", hub.Name)
+			}
+			return fmt.Errorf("snapshot from %s: %w", hub.Name, err)
+		}
+		switch f.Type {
+		case wire.FrameKnown:
+			if known == nil {
+				known = f.Known
+				if known == nil {
+					known = map[string]int64{}
+				}
+				continue
+			}
+			if err := st.AdoptKnowledge(ctx, store.Knowledge(known)); err != nil {
+				return fmt.Errorf("snapshot from %s: %w", hub.Name, err)
+			}
+			l.r.log.Info("sync: bootstrapped from a snapshot", "hub", hub.Name, "changes", applied, "origins", len(known))
+			return nil
+		case wire.FrameGroup:
+			batch = append(batch, *f.Group)
+		case wire.FrameProgress:
+			res, err := st.Apply(ctx, hub.Name, CursorSnapshot, "", batch, f.DBV)
+			if err != nil {
+				return fmt.Errorf("snapshot from %s: %w", hub.Name, err)
+			}
+			applied += res.Applied
+			batch = nil
+		case wire.FrameError:
+			return fmt.Errorf("snapshot from %s: %s", hub.Name, f.Message)
+		}
+	}
+}
+
+// isSnapshotNeeded reports whether a peer's error frame asks for a snapshot.
+func isSnapshotNeeded(msg string) bool { return strings.HasPrefix(msg, "snapshot_needed") }
