@@ -239,6 +239,36 @@ func Processes(ctx context.Context, o ProcessOptions) (rep *ProcessReport, err e
 	if _, err := f.waitRows(ctx, o.Timeout, "warm"+run0+"-", o.Concurrency, time.Now()); err != nil {
 		return rep, err
 	}
+	// Sources settled: every edge pulls from one hub (a standby hub an
+	// edge took while its preferred hub was starting stands by again).
+	if err := f.waitAll(ctx, o.Timeout, "one hub per edge", func(ctx context.Context, p *proc) (bool, error) {
+		if p.m.Role != outpost.RoleEdge {
+			return true, nil
+		}
+		b, err := p.read(ctx, "/v1/status")
+		if err != nil {
+			return false, nil
+		}
+		var st struct {
+			Links []struct {
+				Role      string `json:"role"`
+				Direction string `json:"direction"`
+				Connected bool   `json:"connected"`
+			} `json:"links"`
+		}
+		if err := json.Unmarshal(b, &st); err != nil {
+			return false, err
+		}
+		hubs := 0
+		for _, l := range st.Links {
+			if l.Direction == "pull" && l.Role != "edge" && l.Connected {
+				hubs++
+			}
+		}
+		return hubs <= 1, nil
+	}); err != nil {
+		return rep, err
+	}
 	before, err := f.quiet(ctx, o.Timeout)
 	if err != nil {
 		return rep, err

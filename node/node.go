@@ -65,6 +65,9 @@ type Config struct {
 	// ReadyDriftGrace: /readyz fails while a change has been held for
 	// clock drift longer than this; 0 = 5s.
 	ReadyDriftGrace time.Duration
+	// LogRetention bounds how long a log entry is kept for a puller that
+	// has not acknowledged it; 0 = replication.DefaultLogRetention.
+	LogRetention time.Duration
 	// Protocol and MinProtocol override the protocol range this node
 	// announces (rolling-upgrade tests); 0 = this build's.
 	Protocol, MinProtocol int
