@@ -70,6 +70,10 @@ func (s *Store) openWriterDB(path string) (*sql.DB, error) {
 	}
 	drv.RegisterConnectionHook(limitHook)
 	db := sql.OpenDB(connector{drv: drv, dsn: dsn(path,
+		// A new database frees pages as the log is collected (CollectLog
+		// runs incremental_vacuum); the WAL is truncated back to 64 MiB
+		// after a checkpoint that let it grow past that.
+		"auto_vacuum(INCREMENTAL)", "journal_size_limit(67108864)",
 		"journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(0)", "recursive_triggers(0)", "busy_timeout(10000)",
 		// Savepoint journals stay in memory: one per client transaction would
 		// otherwise cost a temp-file write per page touched.

@@ -175,3 +175,28 @@ func execTx(tb testing.TB, s *store.Store, sqls ...string) {
 		tb.Fatal(err)
 	}
 }
+
+// TestLog_CollectShrinksTheFile: collected entries give their pages back.
+func TestLog_CollectShrinksTheFile(t *testing.T) {
+	dir := t.TempDir()
+	a := testutil.OpenStore(t, dir, store.Options{Identity: testutil.Identity("EDGE01", "43ax")})
+	big := make([]byte, 8<<10)
+	for i := range 300 {
+		if _, _, err := a.Exec(context.Background(), []store.Statement{{SQL: `INSERT INTO pages (id, body) VALUES (?, ?)`, Args: []any{fmt.Sprint(i), big}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	execV(t, a, `DELETE FROM pages`)
+	pages := func() int64 { return count(t, a, `SELECT page_count FROM pragma_page_count`) }
+	before := pages()
+	k, err := a.Knowledge(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.CollectLog(context.Background(), k); err != nil {
+		t.Fatal(err)
+	}
+	if after := pages(); after > before/3 {
+		t.Fatalf("%d pages before collecting the log, %d after", before, after)
+	}
+}

@@ -35,6 +35,13 @@ func (s *Store) CollectLog(ctx context.Context, floor Knowledge) (int64, error) 
 				return fmt.Errorf("collect log of %s: %w", o, err)
 			}
 		}
+		if removed > 0 {
+			// Give the freed pages back to the file system (a database
+			// created before auto_vacuum was set ignores this).
+			if _, err := s.conn.ExecContext(tx.ctx, `PRAGMA incremental_vacuum`); err != nil {
+				return fmt.Errorf("collect log: vacuum: %w", err)
+			}
+		}
 		return nil
 	})
 	return removed, err
