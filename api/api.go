@@ -38,6 +38,9 @@ type Config struct {
 	// Draining, if set and true, refuses new writes with 503 (the node is
 	// shutting down).
 	Draining func() bool
+	// Holders, if set, lists the peers known to hold origin's log through
+	// seq (wait_for on /v1/exec).
+	Holders func(origin string, seq int64) []Holder
 	// Idempotency bounds what is kept for Idempotency-Key (idempotency.go).
 	Idempotency IdempotencyConfig
 }
@@ -162,7 +165,8 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 type execRequest struct {
-	Statements []stmtJSON `json:"statements"`
+	Statements []stmtJSON   `json:"statements"`
+	WaitFor    *waitForJSON `json:"wait_for"`
 }
 
 type stmtJSON struct {
@@ -203,17 +207,34 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 		s.execIdempotent(w, r, key, stmts)
 		return
 	}
+	if req.WaitFor != nil {
+		if _, err := waitTimeout(req.WaitFor.TimeoutMS); err != nil {
+			writeError(w, http.StatusBadRequest, store.CodeBadRequest, "wait_for: "+err.Error(), -1)
+			return
+		}
+	}
 	results, dbv, err := s.store.Exec(r.Context(), stmts)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, execBody(results, dbv))
+	body := s.withPosition(execBody(results, dbv), dbv)
+	if req.WaitFor != nil {
+		wf, err := s.awaitHolders(r.Context(), dbv, req.WaitFor)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, store.CodeBadRequest, "wait_for: "+err.Error()+" (the write itself was applied at db_version "+strconv.FormatInt(dbv, 10)+")", -1)
+			return
+		}
+		body = append(append(append(body[:len(body)-1], `,"wait_for":`...), wf...), '}')
+	}
+	writeJSON(w, http.StatusOK, body)
 }
 
 type queryRequest struct {
-	SQL  *string `json:"sql"`
-	Args []any   `json:"args"`
+	SQL        *string          `json:"sql"`
+	Args       []any            `json:"args"`
+	MinVersion map[string]int64 `json:"min_version"`
+	TimeoutMS  *int64           `json:"timeout_ms"`
 }
 
 func (s *Server) query(w http.ResponseWriter, r *http.Request) {
@@ -221,8 +242,11 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req, queryShape) {
 		return
 	}
-	st, ok := convertStmt(w, stmtJSON(req), -1)
+	st, ok := convertStmt(w, stmtJSON{SQL: req.SQL, Args: req.Args}, -1)
 	if !ok {
+		return
+	}
+	if !s.awaitMinVersion(w, r, req.MinVersion, req.TimeoutMS) {
 		return
 	}
 	rows, err := s.store.Query(r.Context(), st)
@@ -372,8 +396,8 @@ type shape struct {
 }
 
 var (
-	execShape  = shape{names: []string{"statements"}, elems: map[string][]string{"statements": {"sql", "args"}}}
-	queryShape = shape{names: []string{"sql", "args"}}
+	execShape  = shape{names: []string{"statements", "wait_for"}, elems: map[string][]string{"statements": {"sql", "args"}}}
+	queryShape = shape{names: []string{"sql", "args", "min_version", "timeout_ms"}}
 )
 
 // checkMembers refuses what encoding/json silently accepts in the request's

@@ -191,7 +191,7 @@ func (s *Server) execIdempotent(w http.ResponseWriter, r *http.Request, key stri
 		return
 	}
 	var body []byte
-	_, _, err = s.store.ExecThen(r.Context(), stmts, func(tx *store.Tx, results []store.Result) error {
+	_, dbv, err := s.store.ExecThen(r.Context(), stmts, func(tx *store.Tx, results []store.Result) error {
 		body = execBody(results, tx.DBVersion())
 		kept := body
 		if len(kept) > id.cfg.MaxResponse {
@@ -213,7 +213,7 @@ func (s *Server) execIdempotent(w http.ResponseWriter, r *http.Request, key stri
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, body)
+	writeJSON(w, http.StatusOK, s.withPosition(body, dbv))
 }
 
 // execBody is the JSON answer of a successful /v1/exec.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/outpost-edge/outpost/api"
 	"github.com/outpost-edge/outpost/identity"
 	"github.com/outpost-edge/outpost/store"
 	"github.com/outpost-edge/outpost/trust"
@@ -36,4 +37,16 @@ func (k logKeys) Verify(name string, msg, sig []byte) error {
 		return errors.New("the signature is not the origin's")
 	}
 	return nil
+}
+
+// holders lists the peers known to hold origin's log through seq (wait_for).
+func (n *Node) holders(origin string, seq int64) []api.Holder {
+	if n.Repl == nil {
+		return nil
+	}
+	var out []api.Holder
+	for _, h := range n.Repl.HoldersOf(origin, seq) {
+		out = append(out, api.Holder{Name: h.Name, Role: h.Role})
+	}
+	return out
 }

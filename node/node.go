@@ -168,7 +168,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("open node: %w", err)
 	}
 	n.API = api.New(st, api.Config{Token: cfg.APIToken, MaxBody: cfg.MaxBody, Logger: cfg.Logger.With("component", "api"),
-		OnRequest: m.onRequest, Draining: n.draining.Load})
+		OnRequest: m.onRequest, Draining: n.draining.Load, Holders: n.holders})
 	n.API.HandleAuth("GET /v1/status", n.serveStatus)
 	n.API.Handle("GET /metrics", m.handler())
 	n.API.Handle("GET /readyz", http.HandlerFunc(n.serveReady))

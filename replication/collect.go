@@ -3,6 +3,8 @@ package replication
 import (
 	"context"
 	"net/http"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,7 +25,7 @@ const AckPath = "/sync/v2/ack"
 const (
 	DefaultLogRetention = 24 * time.Hour
 	DefaultCollectEvery = 30 * time.Second
-	ackEvery            = 2 * time.Second
+	ackEvery            = 200 * time.Millisecond // only when something changed
 )
 
 // dependant is what this node knows of a peer that pulls from it: the
@@ -209,4 +211,39 @@ func (r *Replicator) CollectOnce(ctx context.Context) error {
 		r.log.Debug("sync: collected log entries", "entries", n)
 	}
 	return nil
+}
+
+// Holder is a peer known to hold an origin's log through some sequence.
+type Holder struct {
+	Name, Role string
+}
+
+// HoldersOf returns the peers known to hold origin's log through seq: by
+// their acknowledgements (AckPath) and, for this node's own origin, by the
+// pull acks in their hellos.
+func (r *Replicator) HoldersOf(origin string, seq int64) []Holder {
+	roles := map[string]string{}
+	if r.cfg.Trust != nil {
+		for _, p := range r.cfg.Trust.List().Others() {
+			roles[p.Name] = string(p.Role)
+		}
+	}
+	seen := map[string]bool{}
+	var out []Holder
+	r.deps.mu.Lock()
+	for name, d := range r.deps.m {
+		if d.acked[origin] >= seq {
+			seen[name] = true
+			out = append(out, Holder{name, roles[name]})
+		}
+	}
+	r.deps.mu.Unlock()
+	_, inc, _ := strings.Cut(origin, "/")
+	for _, a := range r.PullAcks() {
+		if a.Log && a.Incarnation == inc && a.Through >= seq && originName(origin) == r.cfg.Self.Name && !seen[a.Peer] {
+			out = append(out, Holder{a.Peer, a.Role})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }

@@ -75,20 +75,42 @@ func (s *Store) logLocal(ctx context.Context, lo, hi int64, dbvs map[int64]bool)
 		}
 		byOrigin[o] = append(byOrigin[o], chs[i])
 	}
+	last := map[string]int64{}
 	for _, o := range order {
-		if err := s.appendOwn(ctx, o, byOrigin[o]); err != nil {
+		seq, err := s.appendOwn(ctx, o, byOrigin[o])
+		if err != nil {
 			return err
 		}
+		last[o] = seq
+	}
+	// Where each local transaction is: the entry of its origin (a
+	// transaction that changed nothing is covered by the latest).
+	own := s.Origin()
+	if _, ok := last[own]; !ok {
+		seq, _, err := s.knownOf(ctx, own)
+		if err != nil {
+			return err
+		}
+		last[own] = seq
+	}
+	s.groupPos = s.groupPos[:0]
+	for dbv := range dbvs {
+		s.groupPos = append(s.groupPos, dbvPos{dbv, logPos{own, last[own]}})
 	}
 	return nil
 }
 
+type dbvPos struct {
+	dbv int64
+	pos logPos
+}
+
 // appendOwn appends changes of this node's origin o as one chain of
 // entries, signed, after the last entry of o.
-func (s *Store) appendOwn(ctx context.Context, o string, chs []outpost.Change) error {
+func (s *Store) appendOwn(ctx context.Context, o string, chs []outpost.Change) (int64, error) {
 	seq, _, err := s.knownOf(ctx, o)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for len(chs) > 0 {
 		n, size := 0, 0
@@ -102,7 +124,7 @@ func (s *Store) appendOwn(ctx context.Context, o string, chs []outpost.Change) e
 		}
 		body, err := wire.EncodeBody(chs[:n], wire.Limits{})
 		if err != nil {
-			return fmt.Errorf("log local group: %w", err)
+			return 0, fmt.Errorf("log local group: %w", err)
 		}
 		seq++
 		e := outpost.Entry{Origin: o, Seq: seq, HLC: hl, More: n < len(chs), Body: body}
@@ -110,11 +132,11 @@ func (s *Store) appendOwn(ctx context.Context, o string, chs []outpost.Change) e
 			e.Sig = s.opts.Keys.Sign(e.SignedMessage())
 		}
 		if err := s.insertEntry(ctx, &e); err != nil {
-			return err
+			return 0, err
 		}
 		chs = chs[n:]
 	}
-	return nil
+	return seq, nil
 }
 
 // knownOf reads what this node holds of origin o's log, in the writer.

@@ -43,7 +43,7 @@ func (s *Store) baseline(ctx context.Context) error {
 				byOrigin[ch.Origin] = append(byOrigin[ch.Origin], ch)
 			}
 			for _, o := range order {
-				if err := s.appendOwn(ctx, o, byOrigin[o]); err != nil {
+				if _, err := s.appendOwn(ctx, o, byOrigin[o]); err != nil {
 					return fmt.Errorf("log baseline: %w", err)
 				}
 				entries++

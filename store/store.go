@@ -117,6 +117,8 @@ type Store struct {
 	// groupLogged marks a commit group that appended log entries: it has
 	// something to serve even if it took no db_version.
 	groupLogged bool
+	pos         positions // where recent local writes are in the log
+	groupPos    []dbvPos  // the commit group's, recorded once it commits
 
 	committed atomic.Int64 // last committed db_version, for readers of the store
 	stats     writerStats

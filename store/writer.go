@@ -241,6 +241,7 @@ func (s *Store) groupOnce(batch []*job) (again []*job) {
 	}
 	start := s.dbv
 	s.groupLogged = false
+	s.groupPos = s.groupPos[:0]
 	var ok []*job
 	broken := false
 	retry := false // the transaction was lost to an interrupt: the others run again
@@ -351,6 +352,9 @@ func (s *Store) groupOnce(batch []*job) (again []*job) {
 	}
 	for _, j := range ok {
 		s.seen.add(j.seen)
+	}
+	for _, p := range s.groupPos {
+		s.pos.put(p.dbv, p.pos)
 	}
 	if s.dbv != start || s.groupLogged {
 		// Only a group that took a db_version or appended log entries
