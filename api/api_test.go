@@ -626,7 +626,20 @@ type execResult struct {
 		Columns      []string
 		Rows         [][]any
 	} `json:"results"`
-	DBVersion *int64 `json:"db_version"`
+	DBVersion *int64  `json:"db_version"`
+	Origin    *string `json:"origin"` // where the write is in the node's log
+	Seq       *int64  `json:"seq"`
+}
+
+// position is the `,"origin":...,"seq":N` an exec answer for db_version
+// dbv carries.
+func position(tb testing.TB, st *store.Store, dbv int64) string {
+	tb.Helper()
+	o, seq, ok := st.LogPosition(dbv)
+	if !ok {
+		tb.Fatalf("no log position for db_version %d", dbv)
+	}
+	return fmt.Sprintf(`,"origin":%q,"seq":%d`, o, seq)
 }
 
 func decodeStrict(tb testing.TB, b []byte, v any) {
@@ -686,7 +699,7 @@ func TestServer_ExecQuery(t *testing.T) {
 
 	t.Run("insert returns rows affected", func(t *testing.T) {
 		res := ts.ok(t, "POST", "/v1/exec", execBody(t, stmt{SQL: "INSERT INTO pages (id, title, views) VALUES (?, ?, ?)", Args: []any{"p1", "One", 1}}))
-		want := fmt.Sprintf(`{"results":[{"rows_affected":1}],"db_version":%d}`+"\n", dbv+1)
+		want := fmt.Sprintf(`{"results":[{"rows_affected":1}],"db_version":%d%s}`+"\n", dbv+1, position(t, ts.st, dbv+1))
 		if got := string(res); got != want {
 			t.Errorf("got %s, want %s", got, want)
 		}
@@ -761,7 +774,7 @@ func TestServer_ExecQuery(t *testing.T) {
 
 	t.Run("RETURNING of no rows", func(t *testing.T) {
 		res := ts.ok(t, "POST", "/v1/exec", execBody(t, stmt{SQL: "DELETE FROM pages WHERE id = 'nope' RETURNING id"}))
-		want := fmt.Sprintf(`{"results":[{"rows_affected":0,"columns":["id"],"rows":[]}],"db_version":%d}`+"\n", dbv+1)
+		want := fmt.Sprintf(`{"results":[{"rows_affected":0,"columns":["id"],"rows":[]}],"db_version":%d%s}`+"\n", dbv+1, position(t, ts.st, dbv+1))
 		if got := string(res); got != want {
 			t.Errorf("got %s, want %s", got, want)
 		}

@@ -187,7 +187,14 @@ func (s *Server) execIdempotent(w http.ResponseWriter, r *http.Request, key stri
 			writeError(w, http.StatusConflict, "idempotency_response_not_kept", fmt.Sprintf("the request with Idempotency-Key %q was applied at db_version %d, but its response was too large to keep for a replay; read the result with /v1/query", key, rem.DBV), -1)
 			return
 		}
-		writeJSON(w, rem.Status, rem.Body)
+		body := rem.Body
+		if rem.Status == http.StatusOK {
+			// The log position is known only after the commit, so it is
+			// added to the replay as to the first answer (while this node
+			// still remembers it: the last 65,536 writes).
+			body = s.withPosition(body, rem.DBV)
+		}
+		writeJSON(w, rem.Status, body)
 		return
 	}
 	var body []byte
