@@ -109,7 +109,13 @@ func TestIdempotency_Replay(t *testing.T) {
 	n = openIdemNode(t, dir, api.IdempotencyConfig{TTL: time.Hour})
 	n.now.Store(now + int64(59*time.Minute/time.Millisecond))
 	again = n.exec(t, "key-1", idemInsert)
-	if again.status != 200 || !bytes.Equal(again.body, first.body) || again.header.Get(api.ReplayHeader) != "true" {
+	// The log position ("origin", "seq") is remembered in memory only:
+	// after a restart the replay is the first answer without it.
+	withoutPos := first.body
+	if i := bytes.Index(withoutPos, []byte(`,"origin":`)); i > 0 {
+		withoutPos = append(append([]byte{}, first.body[:i]...), "}\n"...)
+	}
+	if again.status != 200 || !bytes.Equal(again.body, withoutPos) || again.header.Get(api.ReplayHeader) != "true" {
 		t.Fatalf("replay after restart: %d %s (first %s)", again.status, again.body, first.body)
 	}
 	if c := n.count(t); c != 2 {
