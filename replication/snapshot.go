@@ -33,15 +33,14 @@ var errSnapshotNeeded = errors.New("snapshot needed")
 // knowledge, read first; then the state of every row (its clock rows, as
 // groups, with progress frames), read after, so it holds at least
 // everything that knowledge names; then the same known frame again, which
-// marks the end. Only hubs (masters and nodes) serve snapshots: a puller
-// takes their state on their word (the origins' signatures cover entries,
-// not merged state).
+// marks the end. A puller takes a hub's (master's or node's) state on its
+// word (the origins' signatures cover entries, not merged state); an edge
+// serves only its own writes.
 func (r *Replicator) serveSnapshot(w http.ResponseWriter, req *http.Request) {
 	p, _ := peer.From(req.Context())
-	if !isHubRole(r.cfg.Self.Role) {
-		peer.WriteError(w, http.StatusForbidden, "snapshot_unavailable", "only masters and nodes serve snapshots; ask a hub")
-		return
-	}
+	// A hub's snapshot covers every origin; an edge's only its own writes
+	// (a receiver's gate refuses what an edge relays anyway).
+	hub := isHubRole(r.cfg.Self.Role)
 	release, ok := r.acquire(w, p.Name)
 	if !ok {
 		return
@@ -53,6 +52,13 @@ func (r *Replicator) serveSnapshot(w http.ResponseWriter, req *http.Request) {
 	if err != nil {
 		peer.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 		return
+	}
+	if !hub {
+		for o := range k {
+			if originName(o) != r.cfg.Self.Name {
+				delete(k, o)
+			}
+		}
 	}
 	upTo := st.DBVersion()
 	fl, _ := w.(http.Flusher)
@@ -74,7 +80,7 @@ func (r *Replicator) serveSnapshot(w http.ResponseWriter, req *http.Request) {
 	}
 	s := &server{r: r, peer: p.Name, fw: fw, parts: true}
 	rc := http.NewResponseController(w)
-	f := store.ChangeFilter{MaxChanges: r.cfg.BatchSize, MaxBytes: r.cfg.MaxBatchBytes}
+	f := store.ChangeFilter{OwnOnly: !hub, MaxChanges: r.cfg.BatchSize, MaxBytes: r.cfg.MaxBatchBytes}
 	for since := int64(0); since < upTo; {
 		through, err := s.batch(ctx, rc, since, f, flush)
 		if err != nil {
@@ -96,32 +102,19 @@ func (r *Replicator) serveSnapshot(w http.ResponseWriter, req *http.Request) {
 
 func isHubRole(role outpost.Role) bool { return role == outpost.RoleMaster || role == outpost.RoleNode }
 
-// snapshot bootstraps this node from a hub's snapshot: it merges the hub's
-// state (by the merge rules: nothing this node holds is lost) and adopts
-// the hub's knowledge, then pulls go on from there. from is the peer whose
-// pull asked for it; if it is not a hub, the first hub this node pulls
-// from serves it.
+// snapshot bootstraps this node from a peer's snapshot: it merges the
+// peer's state (by the merge rules: nothing this node holds is lost) and
+// adopts the peer's knowledge, then pulls go on from there. A hub's
+// snapshot covers every origin; an edge's only its own (that is all this
+// node adopts from it).
 func (l *loop) snapshot(from identity.Peer) error {
-	hub := from
-	if !isHub(hub) {
-		pull, _ := l.r.Targets()
-		found := false
-		for _, p := range pull {
-			if isHub(p) {
-				hub, found = p, true
-				break
-			}
-		}
-		if !found {
-			return fmt.Errorf("%w, and no hub to take it from", errSnapshotNeeded)
-		}
-	}
+	src := from
 	ctx, cancel := context.WithTimeout(l.ctx, 30*time.Minute)
 	defer cancel()
-	l.r.log.Warn("sync: log entries this node lacks were collected; bootstrapping from a snapshot", "peer", from.Name, "hub", hub.Name)
-	resp, err := l.r.cfg.Client.Do(ctx, hub.Name, policy.Pull, http.MethodGet, SnapshotPath, nil)
+	l.r.log.Warn("sync: log entries this node lacks were collected; bootstrapping from a snapshot", "peer", src.Name)
+	resp, err := l.r.cfg.Client.Do(ctx, src.Name, policy.Pull, http.MethodGet, SnapshotPath, nil)
 	if err != nil {
-		return fmt.Errorf("snapshot from %s: %w", hub.Name, err)
+		return fmt.Errorf("snapshot from %s: %w", src.Name, err)
 	}
 	defer resp.Body.Close()
 	rd := wire.NewReader(bufio.NewReaderSize(resp.Body, 256<<10), l.r.cfg.Limits)
@@ -133,9 +126,9 @@ func (l *loop) snapshot(from identity.Peer) error {
 		f, err := rd.Read()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				return fmt.Errorf("snapshot from %s ended before its last frame", hub.Name)
+				return fmt.Errorf("snapshot from %s ended before its last frame", src.Name)
 			}
-			return fmt.Errorf("snapshot from %s: %w", hub.Name, err)
+			return fmt.Errorf("snapshot from %s: %w", src.Name, err)
 		}
 		switch f.Type {
 		case wire.FrameKnown:
@@ -144,24 +137,31 @@ func (l *loop) snapshot(from identity.Peer) error {
 				if known == nil {
 					known = map[string]int64{}
 				}
+				if !isHub(src) {
+					for o := range known {
+						if originName(o) != src.Name {
+							delete(known, o)
+						}
+					}
+				}
 				continue
 			}
 			if err := st.AdoptKnowledge(ctx, store.Knowledge(known)); err != nil {
-				return fmt.Errorf("snapshot from %s: %w", hub.Name, err)
+				return fmt.Errorf("snapshot from %s: %w", src.Name, err)
 			}
-			l.r.log.Info("sync: bootstrapped from a snapshot", "hub", hub.Name, "changes", applied, "origins", len(known))
+			l.r.log.Info("sync: bootstrapped from a snapshot", "hub", src.Name, "changes", applied, "origins", len(known))
 			return nil
 		case wire.FrameGroup:
 			batch = append(batch, *f.Group)
 		case wire.FrameProgress:
-			res, err := st.Apply(ctx, hub.Name, CursorSnapshot, "", batch, f.DBV)
+			res, err := st.Apply(ctx, src.Name, CursorSnapshot, "", batch, f.DBV)
 			if err != nil {
-				return fmt.Errorf("snapshot from %s: %w", hub.Name, err)
+				return fmt.Errorf("snapshot from %s: %w", src.Name, err)
 			}
 			applied += res.Applied
 			batch = nil
 		case wire.FrameError:
-			return fmt.Errorf("snapshot from %s: %s", hub.Name, f.Message)
+			return fmt.Errorf("snapshot from %s: %s", src.Name, f.Message)
 		}
 	}
 }

@@ -156,6 +156,7 @@ type convStats struct {
 	// Honest relays refused: an edge serving its sibling the changes it got
 	// from others (only masters and nodes relay).
 	RelaysRefused int
+	Snapshots     int // protocol 2: pullers bootstrapped from a snapshot
 }
 
 func (s *convStats) add(o *convStats) {
@@ -176,6 +177,7 @@ func (s *convStats) add(o *convStats) {
 	s.HostileWrites += o.HostileWrites
 	s.WireGarbage += o.WireGarbage
 	s.RelaysRefused += o.RelaysRefused
+	s.Snapshots += o.Snapshots
 }
 
 type convNode struct {
@@ -205,6 +207,9 @@ type convWorld struct {
 	dir   convDir
 	perms *policy.Permissions
 	h     *convHostileState // nil: an honest history
+	// proto2 moves changes as signed log entries (convergence2_test.go)
+	// instead of protocol 1 groups.
+	proto2 bool
 }
 
 func newConvWorld(t *testing.T, rt *rapid.T) *convWorld {
@@ -253,6 +258,7 @@ func (w *convWorld) open(n *convNode) {
 		Now:      func() time.Time { return time.UnixMilli(w.nowMS.Load() + n.skew.Load()) },
 		Gate: admission.New(admission.Config{Self: n.id, Perms: w.perms,
 			Trust: func() admission.Directory { return w.dir }}),
+		Keys: testKeys{n.id.Name, convRing},
 	})
 }
 
@@ -301,6 +307,9 @@ func (w *convWorld) step(rt *rapid.T, i int) {
 	if w.h != nil {
 		actions = append(actions, "hostile", "hostile", "hostile", "wire")
 	}
+	if w.proto2 {
+		actions = append(actions, "collect", "forge")
+	}
 	switch a := rapid.SampledFrom(actions).Draw(rt, fmt.Sprintf("action%d", i)); a {
 	case "write":
 		w.write(rt, i, rapid.IntRange(0, len(w.nodes)-1).Draw(rt, "node"), 1)
@@ -318,6 +327,10 @@ func (w *convWorld) step(rt *rapid.T, i int) {
 		}
 		l := rapid.SampledFrom(open).Draw(rt, "link")
 		mode := rapid.SampledFrom([]string{"clean", "clean", "lossy", "dup", "reorder"}).Draw(rt, "mode")
+		if w.proto2 {
+			w.pull2(rt, w.nodes[l[0]], w.nodes[l[1]], mode)
+			return
+		}
 		w.pull(rt, w.nodes[l[0]], w.nodes[l[1]], mode, rapid.SampledFrom([]int{1, 2, 5, 1000}).Draw(rt, "max"))
 	case "partition":
 		// Cut every link between an island and the rest.
@@ -344,6 +357,10 @@ func (w *convWorld) step(rt *rapid.T, i int) {
 		w.hostileSend(rt, i)
 	case "wire":
 		w.wireGarbage(rt)
+	case "collect":
+		w.collect(rt, w.nodes[rapid.IntRange(0, len(w.nodes)-1).Draw(rt, "node")])
+	case "forge":
+		w.forge(rt)
 	default:
 		rt.Fatalf("unknown action %q", a)
 	}
@@ -670,6 +687,10 @@ func (w *convWorld) heal(rt *rapid.T) {
 	}
 	if w.h != nil {
 		w.hostileHeal(rt)
+	}
+	if w.proto2 {
+		w.heal2(rt)
+		return
 	}
 	const maxRounds = 8
 	for round := 1; ; round++ {
