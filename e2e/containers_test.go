@@ -142,7 +142,10 @@ func TestContainers_Faults(t *testing.T) {
 	// the containers' user.
 	fleetDir := filepath.Join(work, "fleet")
 	h.must(t, time.Minute, ctrEnv(), filepath.Join(work, "image-a", "outpost"), "init-fleet", "--dir", fleetDir)
-	env := append(ctrEnv(), "FLEET_DIR="+fleetDir, "OUTPOST_IMAGE="+h.tagA)
+	// The fleet starts on protocol 1; the roll brings every node to the
+	// build's (2) under load.
+	env := append(ctrEnv(), "FLEET_DIR="+fleetDir, "OUTPOST_IMAGE="+h.tagA,
+		"OUTPOST_PROTOCOL_VERSION=1", "OUTPOST_MIN_PROTOCOL_VERSION=1")
 	if os.Geteuid() == 0 {
 		if err := ctrChown(fleetDir, 65532, 65532); err != nil {
 			t.Fatal(err)
@@ -301,7 +304,7 @@ func TestContainers_Faults(t *testing.T) {
 		p := time.Now()
 		load.start(3)
 		time.Sleep(time.Second)
-		envB := []string{"OUTPOST_IMAGE=" + h.tagB}
+		envB := []string{"OUTPOST_IMAGE=" + h.tagB, "OUTPOST_PROTOCOL_VERSION=0", "OUTPOST_MIN_PROTOCOL_VERSION=0"}
 		var rolls []string
 		for _, svc := range ctrServices {
 			r0 := time.Now()
@@ -327,10 +330,23 @@ func TestContainers_Faults(t *testing.T) {
 			}
 			rolls = append(rolls, fmt.Sprintf("%s %v (stop %v)", svc, time.Since(r0).Round(time.Millisecond), stopped.Round(time.Millisecond)))
 		}
-		t.Logf("rolled to %s one at a time (stop, up, ready): %s", h.tagB, strings.Join(rolls, ", "))
+		t.Logf("rolled to %s (protocol 1 -> 2) one at a time (stop, up, ready): %s", h.tagB, strings.Join(rolls, ", "))
 		time.Sleep(time.Second)
 		load.stop()
 		h.checkPhase(t, load, 3, "roll every container", time.Since(p))
+		// Every node now speaks 2: what reached it since the roll came as
+		// signed log entries.
+		for _, svc := range ctrServices {
+			_, b, err := ctrGet(h.urls[svc] + "/v1/status")
+			var st struct {
+				Traffic struct {
+					Entries int64 `json:"entries"`
+				} `json:"sync_traffic"`
+			}
+			if err != nil || json.Unmarshal(b, &st) != nil || st.Traffic.Entries == 0 {
+				t.Errorf("%s received no protocol 2 entries after the roll (%v): %s", svc, err, ctrTail(string(b), 5))
+			}
+		}
 	})
 
 	// The image's HEALTHCHECK (outpost probe of /readyz) passes everywhere.

@@ -26,6 +26,11 @@ type Status struct {
 	Refused     []store.Refusal   `json:"refused_changes"`
 	Refusals    []peer.Refusal    `json:"refusals"`
 	Writes      WriteStats        `json:"writes"`
+	// Log is this node's origin log (protocol 2): origins known, entries
+	// held (not yet collected) and their bytes; SyncTraffic what its sync
+	// loops moved since start.
+	Log         store.LogStats      `json:"log"`
+	SyncTraffic replication.Traffic `json:"sync_traffic"`
 }
 
 // ReplicationCounts are the remote changes this node was sent, by outcome.
@@ -76,7 +81,9 @@ func (n *Node) Status() Status {
 		CommitTimeMs: float64(ws.CommitTime) / float64(time.Millisecond)}
 	st.Held, _ = n.Store.Held(context.Background())
 	st.Refused = n.Store.Refusals()
+	st.Log, _ = n.Store.LogStats(context.Background())
 	if n.Repl != nil {
+		st.SyncTraffic = n.Repl.Traffic()
 		for _, l := range n.Repl.Status() {
 			st.Links = append(st.Links, newLink(l))
 		}
