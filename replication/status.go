@@ -24,8 +24,8 @@ type LinkStatus struct {
 	Connected     bool    `json:"connected"`
 	Standby       bool    `json:"standby,omitempty"` // an edge's pull from a hub it uses only while its preferred hub is unavailable
 	Incarnation   string  `json:"incarnation,omitempty"`
-	Cursor        int64   `json:"cursor"`          // pull: the peer's db_version applied here; push: ours acknowledged there
-	PeerDBVersion int64   `json:"peer_db_version"` // pull: the peer's latest db_version seen; push: ours
+	Cursor        int64   `json:"cursor"`          // pull: the peer's db_version applied here (protocol 2: log entries applied from this link); push: ours acknowledged there
+	PeerDBVersion int64   `json:"peer_db_version"` // pull: the peer's latest db_version seen (protocol 2: entries received, = cursor once caught up); push: ours
 	LagChanges    int64   `json:"lag_db_versions"`
 	LagSeconds    float64 `json:"lag_seconds"`
 	Applied       int64   `json:"changes"`
