@@ -153,7 +153,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		WriteCheck:       func(table string) error { return perms.Check(self, table) },
 		OnGroup:          m.onGroup,
 		Gate:             gate,
-		Keys:             logKeys{self: id.Name, key: key, ts: ts},
+		Keys:             admission.Keys{Self: id.Name, Key: key, Trust: trustDir(ts)},
 		StatementTimeout: cfg.StatementTimeout, MaxResultBytes: cfg.MaxResultBytes,
 		CommitHook: cfg.CommitHook,
 	})

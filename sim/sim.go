@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost"
+	"github.com/outpost-edge/outpost/admission"
 	"github.com/outpost-edge/outpost/identity"
 	"github.com/outpost-edge/outpost/peer"
 	"github.com/outpost-edge/outpost/policy"
@@ -39,6 +40,7 @@ const Schema = `CREATE TABLE sim (
 // node is one member of the fleet.
 type node struct {
 	id      identity.Peer
+	key     *identity.Key
 	st      *store.Store
 	trust   *trust.Store
 	r       *replication.Replicator
@@ -259,7 +261,7 @@ func build(ctx context.Context, o Options) (*Fleet, error) {
 			return err
 		}
 		id := outpost.Identity{Name: name, Role: role, Farm: farm, Location: "SIM", Code: code(len(f.nodes))}
-		n := &node{id: identity.Peer{Identity: id, Key: key.Public(), Addr: name + ".sim:7701"}}
+		n := &node{id: identity.Peer{Identity: id, Key: key.Public(), Addr: name + ".sim:7701"}, key: key}
 		f.nodes = append(f.nodes, n)
 		f.byName[name] = n
 		return nil
@@ -327,8 +329,10 @@ func (f *Fleet) openNode(ctx context.Context, n *node, trustPath string) error {
 	if err != nil {
 		return err
 	}
+	// Entries are signed and verified, as in a node.
+	keys := admission.Keys{Self: n.id.Name, Key: n.key, Trust: func() admission.Directory { return ts.List() }}
 	st, err := store.Open(ctx, store.Options{Dir: filepath.Join(f.dir, n.id.Name), Identity: n.id.Identity,
-		Schema: Schema, Readers: f.opts.Readers})
+		Schema: Schema, Readers: f.opts.Readers, Keys: keys})
 	if err != nil {
 		return err
 	}

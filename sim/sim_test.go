@@ -32,6 +32,11 @@ func TestFleet_Small(t *testing.T) {
 	if rep.Changes == 0 || rep.DeliveriesPerChange < float64(rep.Nodes-1) {
 		t.Fatalf("deliveries %.1f per change for %d changes: fewer than one per node", rep.DeliveriesPerChange, rep.Changes)
 	}
+	// Protocol 2's sources: about one delivery per node, even with a farm
+	// cut off and a hub lost for a while (fallbacks cost a little).
+	if per := rep.DeliveriesPerChange / float64(rep.Nodes-1); per > 1.6 {
+		t.Fatalf("%.2f deliveries per change per node; want about 1", per)
+	}
 	var sb strings.Builder
 	_ = rep.WriteMarkdown(&sb)
 	t.Log("\n" + sb.String())
