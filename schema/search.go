@@ -119,7 +119,11 @@ func checkSearch(ctx context.Context, db *sql.DB, src string, s *Schema, objs []
 			}
 		}
 		if failed != nil {
-			bad("SQLite refused it: %v (check the tokenizer: %q)", failed, ix.Tokenize)
+			hint := ""
+			if ix.Tokenize != "" {
+				hint = fmt.Sprintf(" (check the tokenizer %q: FTS5 knows unicode61, ascii, porter, trigram)", ix.Tokenize)
+			}
+			bad("SQLite refused it: %v%s", failed, hint)
 			continue
 		}
 		ok = append(ok, ix)
