@@ -10,6 +10,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/outpost-edge/outpost/fleet"
+	"github.com/outpost-edge/outpost/node"
 	"github.com/outpost-edge/outpost/store"
 )
 
@@ -97,5 +98,35 @@ func TestUI_FleetPage(t *testing.T) {
 	}
 	if !strings.Contains(fill.Value, "--down") || link.Value != "down" {
 		t.Fatalf("EDGE04 stopped: fill %q, link %q", fill.Value, link.Value)
+	}
+}
+
+// TestUI_Token: on a node with an API token the page asks for it (the page
+// itself is public, /v1/fleet is not), then draws the fleet with it.
+func TestUI_Token(t *testing.T) {
+	bin := chromium(t)
+	f, err := fleet.Start(context.Background(), t.TempDir(), fleet.Demo(0)[:1], fleet.Options{
+		Configure: func(_ fleet.Member, c *node.Config) { c.APIToken = "s3cret" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close(context.Background()) })
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.DisableGPU)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err = chromedp.Do(ctx,
+		chromedp.Navigate(f.Nodes[0].APIURL()+"/ui"),
+		chromedp.WaitVisible(chromedp.CSS(`#auth`)),
+		chromedp.SendKeys(chromedp.CSS(`#token`), "s3cret"),
+		chromedp.Click(chromedp.CSS(`#save`)),
+		chromedp.WaitVisible(chromedp.CSS(`g.node[data-name="MASTER01"][data-state="self"]`)),
+		chromedp.WaitNotVisible(chromedp.CSS(`#auth`)),
+	)
+	if err != nil {
+		t.Fatalf("token prompt: %v", err)
 	}
 }
