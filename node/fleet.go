@@ -57,7 +57,7 @@ type FleetNode struct {
 	SameSchema    *bool  `json:"same_schema"`
 	Incarnation   string `json:"incarnation,omitempty"`
 	// RefusedChanges counts the changes it sent that this node refused.
-	RefusedChanges int64 `json:"refused_changes"`
+	RefusedChanges int64  `json:"refused_changes"`
 	Links          []Link `json:"links"` // this node's sync links with it, as in /v1/status
 }
 
