@@ -30,11 +30,12 @@ type FleetNode struct {
 	Addr     string `json:"addr,omitempty"` // its peer address in the trust list
 	Self     bool   `json:"self"`
 	// State is "self"; "up" (a sync link with it is connected, or it sent
-	// or answered a request within UpWithin); "standby" (this edge pulls
-	// from it only while its preferred hub is unavailable); "down" (a
-	// link with it is not connected, or it has not been heard from within
-	// UpWithin); or "unknown" (no link with it and never heard from, e.g.
-	// an edge of another farm, which an edge never talks to).
+	// or answered a request within UpWithin); "down" (a link with it is
+	// not connected, or it was heard from but not within UpWithin);
+	// "standby" (never heard from, and this edge pulls from it only while
+	// its preferred hub is unavailable); or "unknown" (no link with it and
+	// never heard from, e.g. an edge of another farm, which an edge never
+	// talks to).
 	State string `json:"state"`
 	// DBVersion is its latest db_version this node heard of (a pull
 	// link's heartbeats, else its last hello).
@@ -147,17 +148,7 @@ func (n *Node) peerNode(p identity.Peer, links []Link, now time.Time) FleetNode 
 	if connected {
 		seen.At = now
 	}
-	recent := !seen.At.IsZero() && now.Sub(seen.At) < UpWithin
-	switch {
-	case connected || (recent && !down):
-		fn.State = "up"
-	case standbyOnly && !recent:
-		fn.State = "standby"
-	case down || !seen.At.IsZero():
-		fn.State = "down"
-	default:
-		fn.State = "unknown"
-	}
+	fn.State = fleetState(connected, down, standbyOnly, seen.At, now)
 	if !seen.At.IsZero() {
 		at := seen.At.UTC()
 		ago := now.Sub(seen.At).Seconds()
@@ -173,6 +164,25 @@ func (n *Node) peerNode(p identity.Peer, links []Link, now time.Time) FleetNode 
 		}
 	}
 	return fn
+}
+
+// fleetState is a peer's state from this node's links with it (any
+// connected; a non-standby one down; all of them standby) and when it was
+// last heard from (zero: never).
+func fleetState(connected, down, standbyOnly bool, seen, now time.Time) string {
+	recent := !seen.IsZero() && now.Sub(seen) < UpWithin
+	switch {
+	case connected || (recent && !down):
+		return "up"
+	case down || !seen.IsZero():
+		// A link is down, or it was heard from but no longer (a hub
+		// this edge only stands by for still pulls from it, so a live
+		// one is heard from at least every 30 s).
+		return "down"
+	case standbyOnly:
+		return "standby"
+	}
+	return "unknown"
 }
 
 func (n *Node) serveFleet(w http.ResponseWriter, r *http.Request) {
