@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"encoding/json"
 	"net/http"
 	"sort"
@@ -104,8 +105,8 @@ func (n *Node) selfNode(now time.Time) FleetNode {
 	return FleetNode{
 		Name: n.Identity.Name, Role: string(n.Identity.Role), Farm: n.Identity.Farm, Location: n.Identity.Location,
 		Code: n.Identity.Code, Addr: n.PeerAddr(), Self: true, State: "self", DBVersion: &dbv,
-		LastSeen: &now, LastSeenSecondsAgo: new(float64), Version: outpost.Version, Protocol: outpost.ProtocolVersion,
-		MinProtocol: outpost.MinProtocolVersion, SchemaVersion: n.Store.Schema().Version, SameSchema: &same,
+		LastSeen: &now, LastSeenSecondsAgo: new(float64), Version: outpost.Version, Protocol: cmp.Or(n.cfg.Protocol, outpost.ProtocolVersion),
+		MinProtocol: cmp.Or(n.cfg.MinProtocol, outpost.MinProtocolVersion), SchemaVersion: n.Store.Schema().Version, SameSchema: &same,
 		Incarnation: n.Store.Incarnation(), Links: []Link{},
 	}
 }
