@@ -108,7 +108,7 @@ func allowedMethod(path string) string {
 	switch path {
 	case "/v1/exec", "/v1/query", "/v1/limit", "/v1/limit/block":
 		return http.MethodPost
-	case "/v1/ids", "/v1/backup", "/healthz", "/readyz", "/v1/status", "/metrics":
+	case "/v1/ids", "/v1/backup", "/healthz", "/readyz", "/v1/status", "/metrics", "/v1/fleet", "/ui":
 		return http.MethodGet
 	}
 	return ""

@@ -133,7 +133,7 @@ func propagation(ctx context.Context, src *node.Node, targets []*node.Node, rate
 		mu.Unlock()
 		return nil
 	}
-	dur := min(lim.Duration, 5*time.Second)
+	dur := scenarioTime(lim)
 	start := time.Now()
 	var wg sync.WaitGroup
 	var errs atomic.Int64
@@ -168,7 +168,7 @@ func propagation(ctx context.Context, src *node.Node, targets []*node.Node, rate
 	wg.Wait()
 	elapsed := time.Since(start)
 	total := len(acked)
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(max(60*time.Second, 2*dur))
 	for _, w := range ws {
 		for w.count() < total && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
@@ -196,7 +196,7 @@ func propagation(ctx context.Context, src *node.Node, targets []*node.Node, rate
 		r := summarize(fmt.Sprintf("propagation EDGE01 -> %s at %s", targets[i].Identity.Name, label), 1, lat, int64(missing)+errs.Load(), elapsed)
 		r.PerSecond = achieved
 		if missing > 0 {
-			r.Note = fmt.Sprintf("%d writes had not arrived after 60 s", missing)
+			r.Note = fmt.Sprintf("%d writes had not arrived after %s", missing, max(60*time.Second, 2*dur))
 		}
 		out = append(out, r)
 	}
@@ -211,7 +211,7 @@ func throughput(ctx context.Context, src, dst *node.Node, lim Limits) (Result, e
 	start := time.Now()
 	var rows atomic.Int64
 	var wg sync.WaitGroup
-	dur := min(lim.Duration, 5*time.Second)
+	dur := scenarioTime(lim)
 	for c := 0; c < 4; c++ {
 		wg.Add(1)
 		go func(c int) {
@@ -230,7 +230,7 @@ func throughput(ctx context.Context, src, dst *node.Node, lim Limits) (Result, e
 	}
 	wg.Wait()
 	total := int(rows.Load())
-	deadline := time.Now().Add(120 * time.Second)
+	deadline := time.Now().Add(max(120*time.Second, 4*dur))
 	for w.count() < total && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -280,4 +280,13 @@ func catchUp(ctx context.Context, src, dst *node.Node, n int) (Result, error) {
 		r.Note = fmt.Sprintf("NOT caught up: %d of %d rows after %s", got, rowsWanted, elapsed.Round(time.Millisecond))
 	}
 	return r, nil
+}
+
+// scenarioTime is how long a replication scenario writes: --duration
+// (5 s when unset).
+func scenarioTime(lim Limits) time.Duration {
+	if lim.Duration <= 0 {
+		return 5 * time.Second
+	}
+	return lim.Duration
 }

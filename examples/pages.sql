@@ -9,3 +9,7 @@ CREATE TABLE pages (
 	body  TEXT
 );
 CREATE INDEX pages_slug ON pages (slug);
+-- Full-text search over title and body, built and kept current by each node
+-- on its own (not replicated): SELECT id, snippet(pages_fts, 1, '<b>', '</b>', '…', 12)
+-- FROM pages_fts WHERE pages_fts MATCH ? ORDER BY bm25(pages_fts)
+-- outpost: search pages_fts on pages (title, body)

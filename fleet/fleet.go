@@ -27,6 +27,7 @@ CREATE TABLE pages (
 	body  TEXT
 );
 CREATE INDEX pages_slug ON pages (slug);
+-- outpost: search pages_fts on pages (title, body)
 CREATE TABLE bench_rows (id TEXT PRIMARY KEY NOT NULL, n INTEGER NOT NULL DEFAULT 0, body TEXT);
 `
 

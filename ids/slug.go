@@ -4,6 +4,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // MaxSlugLen is the longest title part Slugify returns, in bytes.
@@ -22,9 +24,10 @@ const emptySlug = "untitled"
 // Hebrew, Devanagari, ...) are kept as they are, lower-cased where the
 // script has case, with the combining marks that follow them ("日本語" →
 // "日本語"), so such titles stay distinct and readable; the slug is then
-// not ASCII (a URL carries it percent-encoded). The title is not
-// normalized: NFC and NFD spellings of the same non-Latin text give
-// different slugs. Combining accents of the Latin range (U+0300-U+036F),
+// not ASCII (a URL carries it percent-encoded). The title is first put in
+// Unicode Normalization Form C, so the composed and decomposed spellings of
+// the same text ("й" as one character or as и + U+0306, Hangul syllables or
+// their jamo) give the same slug. Combining accents of the Latin range (U+0300-U+036F),
 // apostrophes and the Cyrillic hard and soft signs are dropped within a
 // word ("Don't" → "dont"), and every other character (punctuation, symbols,
 // emoji, spaces) separates words. The result is at most MaxSlugLen bytes, cut at a hyphen
@@ -33,7 +36,7 @@ const emptySlug = "untitled"
 func Slugify(title string) string {
 	var b strings.Builder
 	gap := false // a word break is pending
-	for _, r := range title {
+	for _, r := range norm.NFC.String(title) {
 		var word string
 		switch {
 		case 'a' <= r && r <= 'z', '0' <= r && r <= '9':

@@ -73,6 +73,24 @@ func TestSlugify(t *testing.T) {
 	}
 }
 
+// TestSlugify_normalization: a title and its decomposed (NFD) spelling give
+// the same slug, because Slugify puts titles in NFC first.
+func TestSlugify_normalization(t *testing.T) {
+	tests := []struct{ nfc, nfd, want string }{
+		{"Йогурт", "И\u0306огурт", "yogurt"},
+		{"Ёлка", "Е\u0308лка", "yolka"},
+		{"한국어", "\u1112\u1161\u11ab\u1100\u116e\u11a8\u110b\u1165", "한국어"},
+		{"Αθήνα", "Αθη\u0301να", "athina"},
+		{"Crème", "Cre\u0300me", "creme"},
+	}
+	for _, tt := range tests {
+		got, gotNFD := ids.Slugify(tt.nfc), ids.Slugify(tt.nfd)
+		if got != tt.want || gotNFD != tt.want {
+			t.Errorf("Slugify(%q) = %q, Slugify(NFD %q) = %q, want %q for both", tt.nfc, got, tt.nfd, gotNFD, tt.want)
+		}
+	}
+}
+
 // TestSlugify_transliterationTable checks that every letter of the Latin-1
 // Supplement and Latin Extended-A blocks becomes some ASCII.
 func TestSlugify_transliterationTable(t *testing.T) {

@@ -24,6 +24,7 @@ import (
 	"github.com/outpost-edge/outpost/schema"
 	"github.com/outpost-edge/outpost/store"
 	"github.com/outpost-edge/outpost/trust"
+	"github.com/outpost-edge/outpost/ui"
 )
 
 // Config is everything a node needs to start.
@@ -170,6 +171,8 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	n.API = api.New(st, api.Config{Token: cfg.APIToken, MaxBody: cfg.MaxBody, Logger: cfg.Logger.With("component", "api"),
 		OnRequest: m.onRequest, Draining: n.draining.Load, Holders: n.holders})
 	n.API.HandleAuth("GET /v1/status", n.serveStatus)
+	n.API.HandleAuth("GET /v1/fleet", n.serveFleet) // fleet.go
+	n.API.Handle("GET /ui", ui.Handler())
 	n.API.Handle("GET /metrics", m.handler())
 	n.API.Handle("GET /readyz", http.HandlerFunc(n.serveReady))
 	n.openLimiter()

@@ -25,6 +25,7 @@ type Client struct {
 	cert     tls.Certificate
 	Refusals *Refusals
 	Bytes    *Bytes // bytes read from and written to peers on dialed connections
+	Seen     *Seen  // when each peer last answered, and its last hello
 
 	mu      sync.Mutex
 	clients map[string]*http.Client // by peer name + key
@@ -66,7 +67,7 @@ func NewClient(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, cert: cert, Refusals: newRefusals(), Bytes: &Bytes{}, clients: map[string]*http.Client{}}
+	c := &Client{cfg: cfg, cert: cert, Refusals: newRefusals(), Bytes: &Bytes{}, Seen: &Seen{}, clients: map[string]*http.Client{}}
 	return c, nil
 }
 
@@ -107,6 +108,7 @@ func (c *Client) Do(ctx context.Context, name string, action policy.Action, meth
 	if err != nil {
 		return nil, fmt.Errorf("peer %s: %w", name, err)
 	}
+	c.Seen.Touch(name) // (the handshake pinned its key: it is the peer)
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
 		var e struct {

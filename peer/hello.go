@@ -42,6 +42,9 @@ func (s *Server) HandleHello(hello func() Hello) {
 func (c *Client) Hello(ctx context.Context, name string) (Hello, error) {
 	var h Hello
 	err := c.GetJSON(ctx, name, "", HelloPath, &h)
+	if err == nil {
+		c.Seen.hello(name, h)
+	}
 	return h, err
 }
 
@@ -55,6 +58,9 @@ func (c *Client) HelloWith(ctx context.Context, name string, q url.Values) (Hell
 		path += "?" + q.Encode()
 	}
 	err := c.GetJSON(ctx, name, "", path, &h)
+	if err == nil {
+		c.Seen.hello(name, h)
+	}
 	return h, err
 }
 

@@ -56,6 +56,7 @@ type Server struct {
 	ln       net.Listener
 	Refusals *Refusals
 	Bytes    *Bytes // bytes read from and written to peers on accepted connections
+	Seen     *Seen  // when each peer last sent a request
 
 	mu         sync.Mutex
 	conns      map[string]map[net.Conn]struct{} // by key fingerprint
@@ -81,7 +82,7 @@ func NewServer(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, cert: cert, mux: http.NewServeMux(), Refusals: newRefusals(), Bytes: &Bytes{},
+	s := &Server{cfg: cfg, log: cfg.Logger, cert: cert, mux: http.NewServeMux(), Refusals: newRefusals(), Bytes: &Bytes{}, Seen: &Seen{},
 		conns: map[string]map[net.Conn]struct{}{}}
 	s.base, s.cancel = context.WithCancel(context.Background())
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -202,6 +203,7 @@ func (s *Server) guard(action policy.Action, h http.Handler) http.Handler {
 		if c, ok := r.Context().Value(connKey).(net.Conn); ok {
 			s.track(identity.Fingerprint(pub), c)
 		}
+		s.Seen.Touch(p.Name)
 		if action != "" {
 			d := s.cfg.Policy.Check(Party(p), Party(s.cfg.Self), action)
 			if !d.Allowed {

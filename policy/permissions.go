@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/outpost-edge/outpost"
+	"github.com/outpost-edge/outpost/sqltext"
 )
 
 // ErrWriteRefused reports a change whose origin node's role may not write
@@ -34,14 +35,14 @@ type tableRule struct {
 func ParsePermissions(schemaSQL string) (*Permissions, error) {
 	p := &Permissions{tables: map[string]tableRule{}}
 	var errs []error
-	for _, lc := range lineComments(schemaSQL) {
-		m := directiveRE.FindStringSubmatchIndex(lc.text)
-		if m == nil {
-			continue
+	for _, lc := range sqltext.LineComments(schemaSQL) {
+		m := directiveRE.FindStringSubmatchIndex(lc.Text)
+		if m == nil || isSearchDirective(lc.Text[m[1]:]) {
+			continue // (search indexes are package schema's)
 		}
-		rule, err := parseDirective(lc.text[m[1]:])
+		rule, err := parseDirective(lc.Text[m[1]:])
 		if err == nil {
-			rule.line = lc.line
+			rule.line = lc.Line
 			key := lowerASCII(rule.name)
 			if first, dup := p.tables[key]; dup {
 				err = fmt.Errorf("second directive for table %q (the first is on line %d); list all its writers in one directive", rule.name, first.line)
@@ -50,7 +51,7 @@ func ParsePermissions(schemaSQL string) (*Permissions, error) {
 			}
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%w: schema line %d: %s", ErrInvalidPolicy, lc.line, err))
+			errs = append(errs, fmt.Errorf("%w: schema line %d: %s", ErrInvalidPolicy, lc.Line, err))
 		}
 	}
 	if len(errs) > 0 {
@@ -63,6 +64,13 @@ func ParsePermissions(schemaSQL string) (*Permissions, error) {
 var directiveRE = regexp.MustCompile(`(?i)^\s*outpost\s*:`)
 
 const directiveForm = `want "-- outpost: table <name> writable by <role>[, <role>...]", e.g. "-- outpost: table prices writable by master, node"`
+
+// isSearchDirective reports whether the text after "outpost:" is a search
+// index directive ("search <index> on <table> (...)").
+func isSearchDirective(s string) bool {
+	f := strings.Fields(s)
+	return len(f) > 0 && strings.EqualFold(f[0], "search")
+}
 
 // parseDirective parses the text after "outpost:".
 func parseDirective(s string) (tableRule, error) {
@@ -232,48 +240,6 @@ func (e *writeRefusedError) Error() string {
 }
 
 func (e *writeRefusedError) Unwrap() error { return ErrWriteRefused }
-
-type lineComment struct {
-	line int
-	text string // after "--", up to the end of the line
-}
-
-// lineComments returns the "--" comments of sql, skipping string literals,
-// quoted identifiers and block comments.
-func lineComments(sql string) []lineComment {
-	var (
-		out      []lineComment
-		line     = 1
-		counted  = 0 // sql[:counted] has been counted into line
-		lineOf   = func(pos int) int { line += strings.Count(sql[counted:pos], "\n"); counted = pos; return line }
-		skipPast = func(i int, end string) int {
-			if j := strings.Index(sql[i:], end); j >= 0 {
-				return i + j + len(end)
-			}
-			return len(sql)
-		}
-	)
-	for i := 0; i < len(sql); {
-		switch c := sql[i]; {
-		case c == '\'' || c == '"' || c == '`':
-			i = skipPast(i+1, string(c)) // a doubled quote closes and reopens
-		case c == '[':
-			i = skipPast(i+1, "]")
-		case c == '/' && strings.HasPrefix(sql[i:], "/*"):
-			i = skipPast(i+2, "*/")
-		case c == '-' && strings.HasPrefix(sql[i:], "--"):
-			end := strings.IndexByte(sql[i:], '\n')
-			if end < 0 {
-				end = len(sql) - i
-			}
-			out = append(out, lineComment{line: lineOf(i), text: sql[i+2 : i+end]})
-			i += end
-		default:
-			i++
-		}
-	}
-	return out
-}
 
 func lowerASCII(s string) string {
 	b := []byte(s)

@@ -24,6 +24,8 @@ CREATE TABLE audit (id TEXT PRIMARY KEY); -- outpost: table audit writable by ma
 -- outpost: table "odd name" writable by edge,master,,edge
 -- outpost : table [Bracketed] writable by node
 -- outpost is what we call this product; not a directive
+-- outpost: search pages_fts on pages (body)
+-- (a search index directive belongs to package schema: skipped here)
 `
 
 func TestParsePermissions(t *testing.T) {

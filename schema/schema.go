@@ -18,6 +18,7 @@ import (
 
 	"github.com/outpost-edge/outpost"
 	"github.com/outpost-edge/outpost/capture"
+	"github.com/outpost-edge/outpost/search"
 	"github.com/outpost-edge/outpost/sqltext"
 	_ "modernc.org/sqlite" // scratch database driver
 )
@@ -26,7 +27,11 @@ import (
 type Schema struct {
 	Tables  []Table  // replicated tables, in creation order
 	Objects []Object // indexes, views and triggers, in creation order
-	Version string   // hex SHA-256 of the normalized DDL; equal on nodes with the same schema
+	// Search are the local full-text search indexes the file declares
+	// ("-- outpost: search ..." directives; see package search). They are
+	// not part of Version: each node builds its own, none is replicated.
+	Search  []search.Index
+	Version string // hex SHA-256 of the normalized DDL; equal on nodes with the same schema
 }
 
 // Object is a non-table schema object as SQLite stored it.
@@ -160,10 +165,21 @@ func parse(ctx context.Context, src string, internal bool) (*Schema, error) {
 		return nil, fmt.Errorf("read scratch schema: %w", err)
 	}
 
+	shadow, err := shadowTables(ctx, db)
+	if err != nil {
+		return nil, err
+	}
 	s := &Schema{}
 	h := sha256.New()
 	for _, o := range objs {
 		fmt.Fprintf(h, "%s\x00%s\x00%s\x00", o.Type, o.Name, o.SQL)
+		if shadow[strings.ToLower(o.Name)] {
+			continue // a virtual table's own storage: reported with the virtual table
+		}
+		if msg := virtualTableProblem(o); msg != "" {
+			problems = append(problems, msg)
+			continue
+		}
 		if !internal && strings.HasPrefix(strings.ToLower(o.Name), capture.Prefix) {
 			problems = append(problems, fmt.Sprintf("%s %q: names starting with %q are reserved for Outpost; rename it", o.Type, o.Name, capture.Prefix))
 			continue
@@ -183,6 +199,11 @@ func parse(ctx context.Context, src string, internal bool) (*Schema, error) {
 		t, errs := inspect(ctx, db, o)
 		problems = append(problems, errs...)
 		s.Tables = append(s.Tables, t)
+	}
+	if !internal {
+		var msgs []string
+		s.Search, msgs = checkSearch(ctx, db, src, s, objs)
+		problems = append(problems, msgs...)
 	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("%w:\n  - %s", outpost.ErrInvalidSchema, strings.Join(problems, "\n  - "))

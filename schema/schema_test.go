@@ -105,3 +105,23 @@ func TestParse_RowidAliasOneMessage(t *testing.T) {
 		t.Fatalf("want one message advising TEXT PRIMARY KEY NOT NULL, got:\n%v", err)
 	}
 }
+
+// TestParse_SearchNotInVersion: search directives are local to each node,
+// so they do not change the schema version peers compare.
+func TestParse_SearchNotInVersion(t *testing.T) {
+	ddl := "CREATE TABLE pages (id TEXT PRIMARY KEY NOT NULL, title TEXT, body TEXT);\n"
+	a, err := schema.Parse(context.Background(), ddl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := schema.Parse(context.Background(), ddl+"-- outpost: search pages_fts on pages (title, body)\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Version != b.Version || len(b.Search) != 1 || len(a.Search) != 0 {
+		t.Fatalf("versions %s / %s, search %v / %v", a.Version, b.Version, a.Search, b.Search)
+	}
+	if ix := b.Search[0]; ix.Table != "pages" || len(ix.Keys) != 1 || ix.Keys[0] != "id" {
+		t.Fatalf("index: %+v", ix)
+	}
+}

@@ -222,6 +222,9 @@ func (s *Store) appAuthorizer(action sqlite.AuthorizerActionCode, arg1, arg2, _,
 			// CREATE, DROP and ALTER first ask to write the schema table.
 			return deny("%s", DDLNotAllowed)
 		}
+		if msg := s.searchWriteRefusal(arg1); msg != "" { // search.go
+			return deny("%s", msg)
+		}
 		if strings.HasPrefix(strings.ToLower(arg1), "sqlite_") {
 			return deny("table %q is SQLite's own and cannot be written", arg1)
 		}

@@ -166,6 +166,9 @@ func (s *Store) applySchema(ctx context.Context) error {
 				}
 			}
 		}
+		if err := s.ensureSearch(ctx); err != nil { // search.go
+			return err
+		}
 		return s.setMeta(ctx, "schema_version", s.schema.Version)
 	})
 }

@@ -26,7 +26,7 @@ func commands() []command {
 	return []command{
 		{"up", "start a demo fleet on loopback: a master, a node, two farms of two edges", "outpost up --dir ./fleet", runUp},
 		{"serve", "run a node: outpost serve --data DIR --schema FILE", "outpost serve --data ./data --schema schema.sql --name EDGE01 --location LHR --farm lhr --role edge --code 43ax", runServe},
-		{"status", "show a node's peers, cursors, lag and refusals", "outpost status --target 127.0.0.1:7700", runStatus},
+		{"status", "show a node's peers, cursors, lag and refusals; --fleet: every node it knows", "outpost status --target 127.0.0.1:7700 [--fleet]", runStatus},
 		{"keygen", "create this node's key and identity in --data DIR", "outpost keygen --data ./data --name EDGE01 --location LHR --farm lhr --role edge --code 43ax", runKeygen},
 		{"init-fleet", "lay out the demo fleet for containers: keys, trust list (host = lower-case name), schema", "outpost init-fleet --dir ./fleet", runInitFleet},
 		{"init-k8s", "write the Kubernetes Secret (identities) and ConfigMap (trust list, schema) for deploy/k8s", "outpost init-k8s --dir deploy/k8s/generated --schema schema.sql", runInitK8s},

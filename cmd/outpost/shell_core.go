@@ -351,7 +351,8 @@ func (s *shell) dot(ctx context.Context, line string) (quit bool, err error) {
 		if err := argc(0, 0); err != nil {
 			return false, err
 		}
-		res, err := s.c.Query(ctx, `SELECT name FROM sqlite_schema WHERE type IN ('table', 'view')
+		// (pragma_table_list tells a search index's FTS5 tables apart: "shadow".)
+		res, err := s.c.Query(ctx, `SELECT name FROM pragma_table_list WHERE schema = 'main' AND type IN ('table', 'view', 'virtual')
  AND name NOT LIKE 'sqlite\_%' ESCAPE '\' AND name NOT LIKE 'outpost\_%' ESCAPE '\' ORDER BY name`)
 		if err != nil {
 			return false, interrupted(ctx, err, false)

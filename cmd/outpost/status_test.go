@@ -51,3 +51,32 @@ func TestLogger_DurationsAsText(t *testing.T) {
 		t.Fatalf("log line %s", buf.String())
 	}
 }
+
+// TestStatus_Fleet: status --fleet prints GET /v1/fleet, one line per node,
+// with "-" for what the node cannot know.
+func TestStatus_Fleet(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/fleet" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte(`{"self":"MASTER01","generated_at":"2026-12-01T10:00:00Z","nodes":[
+			{"name":"MASTER01","role":"master","self":true,"state":"self","db_version":9,"lag_db_versions":null,"lag_seconds":null,"last_seen":"2026-12-01T10:00:00Z","last_seen_seconds_ago":0,"version":"dev","same_schema":true,"refused_changes":0,"links":[]},
+			{"name":"EDGE04","role":"edge","farm":"cdg","self":false,"state":"down","db_version":5,"lag_db_versions":null,"lag_seconds":null,"last_seen":"2026-12-01T09:59:00Z","last_seen_seconds_ago":60,"version":"dev","same_schema":false,"refused_changes":2,"links":[]}]}`))
+	}))
+	defer srv.Close()
+	code, out, errs := runCmd(t, "status", "--fleet", "--target", srv.URL)
+	if code != 0 {
+		t.Fatalf("status --fleet: exit %d %q", code, errs)
+	}
+	var row []string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "EDGE04") {
+			row = strings.Fields(line)
+		}
+	}
+	want := []string{"EDGE04", "edge", "cdg", "down", "5", "-", "-", "60s", "ago", "dev", "DIFFERS", "2"}
+	if strings.Join(row, " ") != strings.Join(want, " ") || !strings.Contains(out, "MASTER01 *") {
+		t.Fatalf("got row %q, want %q in\n%s", row, want, out)
+	}
+}
