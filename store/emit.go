@@ -80,7 +80,7 @@ func (s *Store) ChangesSinceFilter(ctx context.Context, since int64, f ChangeFil
 	window := int64(64)
 	for b.upTo < committed && !b.full {
 		lo, hi := b.upTo, min(committed, b.upTo+window)
-		chs, vs, err := s.readWindow(ctx, conn, lo, hi)
+		chs, vs, err := s.readWindow(ctx, conn.QueryContext, lo, hi)
 		if err != nil {
 			return nil, since, fmt.Errorf("changes since %d: %w", since, err)
 		}
@@ -164,16 +164,31 @@ func valueBytes(v any) int {
 	return 9
 }
 
+// querier runs a query: a connection's QueryContext, or the writer's
+// prepared statements (writerQuery).
+type querier func(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+
+// writerQuery runs a query on the writer connection through its cache of
+// prepared statements (the writer reads its own commit group back for the
+// log).
+func (s *Store) writerQuery(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := s.stmts.get(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
 // readWindow reads every table's clock rows with dbv in (lo, hi], in
 // db_version order (tables in schema order within one db_version).
-func (s *Store) readWindow(ctx context.Context, conn *sql.Conn, lo, hi int64) ([]outpost.Change, []int64, error) {
+func (s *Store) readWindow(ctx context.Context, query querier, lo, hi int64) ([]outpost.Change, []int64, error) {
 	type item struct {
 		ch  outpost.Change
 		dbv int64
 	}
 	var items []item
 	for _, rt := range s.tableOrder {
-		rows, err := conn.QueryContext(ctx, rt.emit, lo, hi)
+		rows, err := query(ctx, rt.emit, lo, hi)
 		if err != nil {
 			return nil, nil, fmt.Errorf("table %q: %w", rt.name, err)
 		}

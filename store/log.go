@@ -59,7 +59,7 @@ type EntryResult struct {
 // (db_versions in dbvs, all in (lo, hi]) to this node's log as signed
 // entries, in the group's transaction.
 func (s *Store) logLocal(ctx context.Context, lo, hi int64, dbvs map[int64]bool) error {
-	chs, vs, err := s.readWindow(ctx, s.conn, lo, hi)
+	chs, vs, err := s.readWindow(ctx, s.writerQuery, lo, hi)
 	if err != nil {
 		return fmt.Errorf("log local group: %w", err)
 	}

@@ -27,7 +27,7 @@ func (s *Store) baseline(ctx context.Context) error {
 		entries := 0
 		const window = 4096
 		for lo := int64(0); lo < s.dbv; lo += window {
-			chs, _, err := s.readWindow(ctx, s.conn, lo, min(s.dbv, lo+window))
+			chs, _, err := s.readWindow(ctx, s.writerQuery, lo, min(s.dbv, lo+window))
 			if err != nil {
 				return fmt.Errorf("log baseline: %w", err)
 			}
