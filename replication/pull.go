@@ -290,7 +290,16 @@ func (l *loop) watchPeer(ctx context.Context, inc string, acked int64, dead func
 		case <-tick.C:
 		}
 		cursor, since := l.cursor.Load(), time.Since(last)
-		if !force && !(cursor != acked && since >= hb) && since < l.r.cfg.HelloInterval {
+		backstop := l.r.cfg.HelloInterval
+		l.mu.Lock()
+		if l.logAcks {
+			// Protocol 2: the stream's heartbeats show the peer is alive
+			// and an incarnation change ends the stream; the hello is a
+			// rare backstop.
+			backstop *= 10
+		}
+		l.mu.Unlock()
+		if !force && !(cursor != acked && since >= hb) && since < backstop {
 			continue
 		}
 		l.mu.Lock()

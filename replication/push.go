@@ -35,12 +35,13 @@ func (l *loop) push() error {
 	}
 	if v, _ := Negotiate(l.r.cfg.Hello(), h); v >= 2 {
 		// Protocol 2 has no pushes: the peer pulls this node's log.
-		// Say hello again now and then, in case the peer rolls back.
+		// Say hello again on a trust list reload, and now and then in
+		// case the peer rolled back to protocol 1.
 		l.update(func(s *LinkStatus) { s.Connected, s.LastError = true, "" })
 		select {
 		case <-l.ctx.Done():
 		case <-l.poke:
-		case <-time.After(l.r.cfg.HelloInterval):
+		case <-time.After(10 * l.r.cfg.HelloInterval):
 		}
 		return nil
 	}
