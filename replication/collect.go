@@ -92,18 +92,22 @@ func (r *Replicator) serveAck(w http.ResponseWriter, req *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// sendAcks reports, every ackEvery while it changes, how far this node
-// holds the origins the stream from l's peer brought (got is updated by the
-// puller under mu).
-func (l *loop) sendAcks(ctx context.Context, origin string, mu *sync.Mutex, got store.Knowledge) {
-	tick := time.NewTicker(ackEvery)
-	defer tick.Stop()
+// sendAcks reports how far this node holds the origins the stream from
+// l's peer brought (got, updated by the puller under mu), when it moved
+// (moved is signalled), at most every ackEvery: an idle stream sends none.
+func (l *loop) sendAcks(ctx context.Context, origin string, mu *sync.Mutex, got store.Knowledge, moved chan struct{}) {
 	sent := store.Knowledge{}
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-moved:
+		}
+		// Let the applies of the next moments join this ack.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(ackEvery):
 		}
 		delta := store.Knowledge{}
 		mu.Lock()
@@ -124,7 +128,8 @@ func (l *loop) sendAcks(ctx context.Context, origin string, mu *sync.Mutex, got 
 		resp, err := l.r.cfg.Client.Do(actx, l.peer.Name, policy.Pull, http.MethodPost, AckPath, body)
 		cancel()
 		if err != nil {
-			continue // next time
+			signal(moved) // try again shortly
+			continue
 		}
 		resp.Body.Close()
 		for o, t := range delta {

@@ -85,11 +85,11 @@ func (l *loop) pull2(h peer.Hello) error {
 		defer wg.Done()
 		l.watchSources(sctx, only, except, cancelStream)
 	}()
-	p := &puller2{l: l, peerOrigin: peerOrigin, epoch: epoch, act: act, got: store.Knowledge{}}
+	p := &puller2{l: l, peerOrigin: peerOrigin, epoch: epoch, act: act, got: store.Knowledge{}, gotMoved: make(chan struct{}, 1)}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		l.sendAcks(sctx, origin, &p.gotMu, p.got)
+		l.sendAcks(sctx, origin, &p.gotMu, p.got, p.gotMoved)
 	}()
 	err = p.read(trafficReader{resp.Body, &l.r.traffic.pullBytes})
 	if errors.Is(err, errSnapshotNeeded) {
@@ -132,6 +132,7 @@ type puller2 struct {
 	bytes      int
 	gotMu      sync.Mutex
 	got        store.Knowledge // how far this node holds the origins this stream brought (acks)
+	gotMoved   chan struct{}   // signalled when got moved
 }
 
 func (p *puller2) read(body io.Reader) error {
@@ -219,6 +220,7 @@ func (p *puller2) apply() error {
 			p.got[e.Origin] = max(p.got[e.Origin], e.Seq)
 		}
 		p.gotMu.Unlock()
+		signal(p.gotMoved)
 	}
 	n := int64(len(p.batch))
 	p.batch, p.bytes = nil, 0
