@@ -183,6 +183,11 @@ func (w *Watcher) step(ctx context.Context) error {
 			w.OnApply(list, false)
 		}
 	}
+	if len(acks) > 0 {
+		if err := w.src.AckPurges(ctx, acks, time.Now().UnixMilli()); err != nil && ctx.Err() == nil {
+			w.log.Warn("purge: acknowledge", "err", err, "purges", len(acks))
+		}
+	}
 	w.mu.Lock()
 	if through > w.through {
 		w.through = through
@@ -190,11 +195,6 @@ func (w *Watcher) step(ctx context.Context) error {
 		w.moved = make(chan struct{})
 	}
 	w.mu.Unlock()
-	if len(acks) > 0 {
-		if err := w.src.AckPurges(ctx, acks, time.Now().UnixMilli()); err != nil && ctx.Err() == nil {
-			w.log.Warn("purge: acknowledge", "err", err, "purges", len(acks))
-		}
-	}
 	return nil
 }
 

@@ -206,7 +206,11 @@ func (c *checker) compile(ctx context.Context, q *Query, params map[string]strin
 		c.reads = []string{}
 	}
 	q.Tables = slices.Clone(c.reads)
-	rows, err := st.QueryContext(ctx, make([]any, len(names))...)
+	nargs := make([]any, len(names))
+	for i, n := range names {
+		nargs[i] = sql.Named(n, nil)
+	}
+	rows, err := st.QueryContext(ctx, nargs...)
 	if err != nil {
 		return fmt.Errorf("query %q: %w", q.Name, err)
 	}
