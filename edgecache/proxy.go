@@ -40,9 +40,6 @@ type Proxy struct {
 	log     *slog.Logger
 }
 
-// originError marks a fetch that got no answer from the origin.
-type originErrorKey struct{}
-
 // NewProxy returns a Proxy for cfg.
 func NewProxy(cfg ProxyConfig) *Proxy {
 	if cfg.Timeout <= 0 {

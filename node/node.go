@@ -77,8 +77,8 @@ type Config struct {
 	APITimeouts api.Timeouts
 	// CommitHook is passed to store.Options.CommitHook (fault-injection
 	// tests only).
-	CommitHook func() error
-	Logger     *slog.Logger
+	CommitHook   func() error
+	Logger       *slog.Logger
 	PublicConfig // public listener: site, caching proxy, purges (public.go)
 }
 

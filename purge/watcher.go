@@ -40,9 +40,33 @@ type Watcher struct {
 	once    sync.Once
 	started bool
 
-	// OnApply, if set, is called with the tags of each data change purged
-	// and each purge request applied (tests, metrics).
-	OnApply func(tags []string, all bool)
+	observers []func(tags []string, all bool) // guarded by mu
+	acks      []string                        // applied, not yet acknowledged; guarded by mu
+	ackNow    chan struct{}                   // wakes the ack loop
+}
+
+// AckInterval is how often a watcher records the purges it applied (one
+// write for all of them: acknowledgements replicate to every node, so one
+// per purge would multiply the fleet's commits).
+var AckInterval = 200 * time.Millisecond
+
+// Observe adds f, called after each purge the watcher applies to the cache
+// with its tags (the changed tables and rows of a batch of commits, or a
+// purge request's keys and URL tags) and whether it purged everything
+// (benchmarks, tests).
+func (w *Watcher) Observe(f func(tags []string, all bool)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.observers = append(w.observers, f)
+}
+
+func (w *Watcher) notify(tags []string, all bool) {
+	w.mu.Lock()
+	obs := w.observers
+	w.mu.Unlock()
+	for _, f := range obs {
+		f(tags, all)
+	}
 }
 
 // NewWatcher returns a Watcher of src that purges target (which may be
@@ -51,7 +75,7 @@ func NewWatcher(src Source, target Target, log *slog.Logger) *Watcher {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Watcher{src: src, target: target, log: log, moved: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+	return &Watcher{src: src, target: target, log: log, moved: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{}), ackNow: make(chan struct{}, 1)}
 }
 
 // Start begins following the store from its current db_version: the cache
@@ -101,9 +125,11 @@ func (w *Watcher) WaitApplied(ctx context.Context, dbv int64) error {
 }
 
 func (w *Watcher) run() {
-	defer close(w.done)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { <-w.stop; cancel() }()
+	acked := make(chan struct{})
+	go w.ackLoop(ctx, acked)
+	defer func() { <-acked; close(w.done) }()
 	w.ackMissed(ctx)
 	for {
 		changed := w.src.Changed()
@@ -179,16 +205,16 @@ func (w *Watcher) step(ctx context.Context) error {
 		if w.target != nil {
 			w.target.PurgeTags(list, false)
 		}
-		if w.OnApply != nil {
-			w.OnApply(list, false)
-		}
-	}
-	if len(acks) > 0 {
-		if err := w.src.AckPurges(ctx, acks, time.Now().UnixMilli()); err != nil && ctx.Err() == nil {
-			w.log.Warn("purge: acknowledge", "err", err, "purges", len(acks))
-		}
+		w.notify(list, false)
 	}
 	w.mu.Lock()
+	w.acks = append(w.acks, acks...)
+	if len(w.acks) >= 1000 {
+		select {
+		case w.ackNow <- struct{}{}:
+		default:
+		}
+	}
 	if through > w.through {
 		w.through = through
 		close(w.moved)
@@ -196,6 +222,38 @@ func (w *Watcher) step(ctx context.Context) error {
 	}
 	w.mu.Unlock()
 	return nil
+}
+
+// ackLoop records the applied purges every AckInterval, and once more
+// when the watcher stops.
+func (w *Watcher) ackLoop(ctx context.Context, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(AckInterval)
+	defer t.Stop()
+	flush := func(ctx context.Context) {
+		w.mu.Lock()
+		ids := w.acks
+		w.acks = nil
+		w.mu.Unlock()
+		if len(ids) == 0 {
+			return
+		}
+		if err := w.src.AckPurges(ctx, ids, time.Now().UnixMilli()); err != nil {
+			w.log.Warn("purge: acknowledge", "err", err, "purges", len(ids))
+		}
+	}
+	for {
+		select {
+		case <-t.C:
+		case <-w.ackNow:
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			flush(fctx)
+			cancel()
+			return
+		}
+		flush(ctx)
+	}
 }
 
 func (w *Watcher) applyPurge(id, body string) {
@@ -211,8 +269,6 @@ func (w *Watcher) applyPurge(id, body string) {
 			w.target.PurgeTags(r.Tags(), r.Soft)
 		}
 	}
-	if w.OnApply != nil {
-		w.OnApply(r.Tags(), r.All)
-	}
+	w.notify(r.Tags(), r.All)
 	w.log.Debug("purge applied", "id", id, "keys", len(r.Keys), "urls", len(r.URLs), "all", r.All, "soft", r.Soft)
 }
