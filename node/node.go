@@ -77,9 +77,11 @@ type Config struct {
 	APITimeouts api.Timeouts
 	// CommitHook is passed to store.Options.CommitHook (fault-injection
 	// tests only).
-	CommitHook   func() error
-	Logger       *slog.Logger
-	PublicConfig // public listener: site, caching proxy, purges (public.go)
+	CommitHook func() error
+	Logger     *slog.Logger
+
+	// PublicConfig is the public listener: site, caching proxy, purges (public.go).
+	PublicConfig
 }
 
 // Node is a running Outpost node.
