@@ -102,7 +102,11 @@ func Site(ctx context.Context, dir string, lim Limits, progress func(Result)) ([
 		lastFetch[r.URL.Path] = time.Now()
 		fmu.Unlock()
 		time.Sleep(2 * time.Millisecond) // an origin that takes some time
-		w.Header().Set("Cache-Control", "max-age=1")
+		if strings.HasPrefix(r.URL.Path, "/nostore/") {
+			w.Header().Set("Cache-Control", "no-store")
+		} else {
+			w.Header().Set("Cache-Control", "max-age=1")
+		}
 		w.Write(bytes.Repeat([]byte("o"), 4096))
 	}))
 	defer origin.Close()
@@ -123,6 +127,13 @@ func Site(ctx context.Context, dir string, lim Limits, progress func(Result)) ([
 	add(run(ctx, "site: rendered from local SQLite, cache off", 1, lim, func(c context.Context, _ int, _ int64) error {
 		st, _, xc := getPage(c, hc, soloURL)
 		if st != 200 || xc != "PASS" {
+			return fmt.Errorf("status %d, X-Cache %s", st, xc)
+		}
+		return nil
+	}))
+	add(run(ctx, "proxy: every request to the origin (no-store, origin 2 ms)", 1, lim, func(c context.Context, _ int, i int64) error {
+		st, _, xc := getPage(c, hc, fmt.Sprintf("%s/nostore/%d", solo.HTTPURL(), i))
+		if st != 200 || xc != "MISS" {
 			return fmt.Errorf("status %d, X-Cache %s", st, xc)
 		}
 		return nil
@@ -205,6 +216,7 @@ func Site(ctx context.Context, dir string, lim Limits, progress func(Result)) ([
 		}
 		return last.Sub(t0), nil
 	}
+	add(paced(ctx, "purge at MASTER01 until all 4 edges stop serving it (10 purges/s)", 10, lim, pages, purgeOne))
 	add(paced(ctx, "purge at MASTER01 until all 4 edges stop serving it (100 purges/s)", 100, lim, pages, purgeOne))
 
 	// Data-change invalidation: UPDATE at MASTER01 until EDGE04 serves the

@@ -48,7 +48,7 @@ type Watcher struct {
 // AckInterval is how often a watcher records the purges it applied (one
 // write for all of them: acknowledgements replicate to every node, so one
 // per purge would multiply the fleet's commits).
-var AckInterval = 200 * time.Millisecond
+var AckInterval = time.Second
 
 // Observe adds f, called after each purge the watcher applies to the cache
 // with its tags (the changed tables and rows of a batch of commits, or a
