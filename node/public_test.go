@@ -440,3 +440,33 @@ func TestPublic_BadPurge(t *testing.T) {
 		t.Errorf("unknown purge: %d %s", g.status, g.body)
 	}
 }
+
+// TestPublic_BadSiteRefusedAtStart: a broken site directory stops the node
+// at start with the file and line; --site without --http is refused too.
+func TestPublic_BadSiteRefusedAtStart(t *testing.T) {
+	dir := t.TempDir()
+	schema := filepath.Join(dir, "schema.sql")
+	os.WriteFile(schema, []byte(fleet.DemoSchema), 0o644)
+	siteDir := filepath.Join(dir, "site")
+	if err := demosite.Write(siteDir); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(siteDir, "routes.yaml"), []byte("routes:\n  - path: /x\n    template: index.html\n    queries:\n      - name: q\n        sql: SELECT nope FROM pages\n"), 0o644)
+	for _, tc := range []struct {
+		pc   node.PublicConfig
+		want string
+	}{
+		{node.PublicConfig{HTTPAddr: "127.0.0.1:0", SiteDir: siteDir}, "routes.yaml:2: route \"/x\": query \"q\" does not compile against the schema: no such column: nope"},
+		{node.PublicConfig{SiteDir: siteDir}, "add --http"},
+		{node.PublicConfig{HTTPAddr: "127.0.0.1:0", Origin: "ftp://x"}, "absolute http(s) URL"},
+	} {
+		_, err := node.Open(context.Background(), node.Config{
+			DataDir: filepath.Join(dir, "data"), SchemaFile: schema, APIAddr: "127.0.0.1:0",
+			Identity:     outpost.Identity{Name: "EDGE01", Location: "LHR", Farm: "lhr", Role: outpost.RoleEdge, Code: "43ax"},
+			PublicConfig: tc.pc,
+		})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %q", tc.pc, err, tc.want)
+		}
+	}
+}

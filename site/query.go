@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -60,6 +61,10 @@ func ParseSource(s string) (Source, error) {
 	}
 	return Source{}, fmt.Errorf("%q is not a request part; use path.NAME, query.NAME, header.NAME, cookie.NAME, claim.NAME or locale", s)
 }
+
+// sqliteMessage strips the driver's decoration: "SQL logic error: no such
+// column: x (1)" -> "no such column: x".
+var sqliteMessage = regexp.MustCompile(`^(?:SQL logic error: )?(.*?)(?: \(\d+\))?$`)
 
 // checker compiles queries against the schema in a scratch database and
 // learns which tables each reads.
@@ -195,7 +200,7 @@ func (c *checker) compile(ctx context.Context, q *Query, params map[string]strin
 	c.reads, c.denied = nil, ""
 	st, err := c.conn.PrepareContext(ctx, one)
 	if err != nil {
-		msg := err.Error()
+		msg := sqliteMessage.ReplaceAllString(err.Error(), "$1")
 		if c.denied != "" {
 			msg = c.denied
 		}
