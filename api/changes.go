@@ -75,6 +75,8 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) {
 			if b == nil {
 				continue
 			}
+			// A client that stops reading for 30 s loses its stream.
+			_ = rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
 			if _, err := w.Write(b); err != nil {
 				return
 			}
@@ -87,6 +89,7 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-changed:
 		case <-ping.C:
+			_ = rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
 			if _, err := w.Write([]byte(": ping\n\n")); err != nil {
 				return
 			}

@@ -68,6 +68,9 @@ func (n *Node) openPublic(ctx context.Context, ddl string) error {
 		target = n.Cache
 	}
 	n.Purges = purge.NewWatcher(n.Store, target, n.log.With("component", "purge"))
+	if n.Cache != nil {
+		n.metrics.reg.MustRegister(&cacheCollector{c: n.Cache, w: n.Purges, db: n.Store.DBVersion})
+	}
 	n.API.HandlePurge(&nodePurger{n: n})
 	n.API.HandleChanges()
 	if c.HTTPAddr == "" {

@@ -373,6 +373,9 @@ func TestPublic_HostileKeys(t *testing.T) {
 	if g := fetch(t, n.HTTPURL()+"/"); g.status != 200 {
 		t.Fatalf("node no longer serves: %d", g.status)
 	}
+	if g := fetch(t, n.APIURL()+"/metrics"); !strings.Contains(g.body, "outpost_cache_bytes") || !strings.Contains(g.body, `outpost_cache_drops_total{reason="evicted"}`) {
+		t.Fatal("no cache metrics")
+	}
 }
 
 // TestPublic_Changes: GET /v1/changes streams committed row changes as SSE,
