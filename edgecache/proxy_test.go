@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -58,5 +59,37 @@ func TestProxy_Vary(t *testing.T) {
 	}
 	if h := hits.Load(); h != 3 {
 		t.Errorf("origin hits %d, want 3", h)
+	}
+}
+
+type roundTrip func(*http.Request) (*http.Response, error)
+
+func (f roundTrip) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestProxy_HostileKeys: 10,000 distinct query strings, each a cacheable
+// answer, keep the cache within its byte bound.
+func TestProxy_HostileKeys(t *testing.T) {
+	const bound = 256 << 10
+	c := edgecache.New(bound, 0)
+	body := strings.Repeat("x", 2000)
+	u, _ := url.Parse("http://origin.test")
+	p := edgecache.NewProxy(edgecache.ProxyConfig{Origin: u, Cache: c, Transport: roundTrip(func(r *http.Request) (*http.Response, error) {
+		h := http.Header{}
+		h.Set("Cache-Control", "max-age=600")
+		h.Set("Surrogate-Key", "k-"+r.URL.RawQuery)
+		return &http.Response{StatusCode: 200, Header: h, Body: io.NopCloser(strings.NewReader(body)), Request: r}, nil
+	})})
+	for i := range 10_000 {
+		w := httptest.NewRecorder()
+		p.ServeHTTP(w, httptest.NewRequest("GET", fmt.Sprintf("/x?q=%d&pad=%s", i, strings.Repeat("p", i%500)), nil))
+		if w.Code != 200 {
+			t.Fatalf("request %d: %d", i, w.Code)
+		}
+		if c.Bytes() > bound {
+			t.Fatalf("after %d requests: %d bytes, bound %d", i, c.Bytes(), bound)
+		}
+	}
+	if c.Stats.Evictions.Load() < 9_000 || c.Len() == 0 {
+		t.Fatalf("evictions %d, entries %d", c.Stats.Evictions.Load(), c.Len())
 	}
 }
