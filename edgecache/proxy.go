@@ -64,6 +64,7 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 			pr.SetXForwarded()
 		},
 		Transport: cfg.Transport,
+		ErrorLog:  slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			status, msg := http.StatusBadGateway, "The origin could not be reached."
 			var ne net.Error
@@ -204,7 +205,7 @@ func (p *Proxy) fill(r *http.Request, primary string) *fetched {
 	}
 	cap := &capture{hdr: http.Header{}, limit: c.MaxObject()}
 	start := time.Now()
-	p.rp.ServeHTTP(cap, out)
+	p.proxyInto(cap, out)
 	if cap.status == 0 {
 		cap.status = http.StatusOK
 	}
@@ -232,6 +233,20 @@ func (p *Proxy) fill(r *http.Request, primary string) *fetched {
 	}
 	c.Put(e, token)
 	return f
+}
+
+// proxyInto runs the reverse proxy into cap. ReverseProxy panics with
+// http.ErrAbortHandler when the origin's body breaks off mid-copy; a fill
+// (possibly in the background) turns that into an origin error instead.
+func (p *Proxy) proxyInto(cap *capture, out *http.Request) {
+	defer func() {
+		if r := recover(); r != nil {
+			cap.originErr = fmt.Errorf("origin response broke off: %v", r)
+			cap.status = http.StatusBadGateway
+			cap.buf.Reset()
+		}
+	}()
+	p.rp.ServeHTTP(cap, out)
 }
 
 func varyNames(h http.Header) []string {

@@ -93,3 +93,32 @@ func TestProxy_HostileKeys(t *testing.T) {
 		t.Fatalf("evictions %d, entries %d", c.Stats.Evictions.Load(), c.Len())
 	}
 }
+
+// TestProxy_BodyBreaksOff: an origin whose body breaks off mid-copy is an
+// origin error (502), also for a background refresh, never a crash.
+func TestProxy_BodyBreaksOff(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=0, stale-while-revalidate=60")
+		w.Header().Set("Content-Length", "1000")
+		w.Write([]byte("short"))
+		if hj, ok := w.(http.Hijacker); ok {
+			c, _, _ := hj.Hijack()
+			c.Close()
+		}
+	}))
+	defer origin.Close()
+	u, _ := url.Parse(origin.URL)
+	p := edgecache.NewProxy(edgecache.ProxyConfig{Origin: u, Cache: edgecache.New(1<<20, 0)})
+	srv := httptest.NewServer(p) // a server context: ReverseProxy panics on a broken copy
+	defer srv.Close()
+	for range 3 {
+		resp, err := http.Get(srv.URL + "/broken")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 502 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+}

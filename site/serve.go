@@ -8,6 +8,7 @@ import (
 	"html"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -38,7 +39,7 @@ type Options struct {
 type Data struct {
 	Route   string                      // the route's pattern
 	Path    map[string]string           // path wildcards by name
-	Query   map[string][]string         // the URL's query parameters
+	Query   url.Values                  // the URL's query parameters ({{.Query.Get "q"}})
 	Header  http.Header                 // request headers
 	Cookies map[string]string           // request cookies
 	Claims  map[string]any              // the verified token's claims (routes that require one or bind claim.*)
@@ -182,11 +183,19 @@ func (h *handler) serveRoute(w http.ResponseWriter, r *http.Request, rt *Route) 
 }
 
 // fill renders a page and stores it under key.
-func (h *handler) fill(r *http.Request, rt *Route, claims map[string]any, locale, key string) *page {
+func (h *handler) fill(r *http.Request, rt *Route, claims map[string]any, locale, key string) (p *page) {
+	defer func() {
+		// A fill may run in the background (stale refresh): never let a
+		// panic take the node down.
+		if v := recover(); v != nil {
+			h.o.Logger.Error("site: render panicked", "route", rt.Pattern, "panic", fmt.Sprint(v))
+			p = errorPage(http.StatusInternalServerError, "The page could not be rendered.")
+		}
+	}()
 	c := h.o.Cache
 	token := c.Begin()
 	start := time.Now()
-	p := h.render(context.WithoutCancel(r.Context()), r, rt, claims, locale, token)
+	p = h.render(context.WithoutCancel(r.Context()), r, rt, claims, locale, token)
 	if p.ok {
 		c.Put(&edgecache.Entry{Key: key, Primary: r.URL.Path, Status: p.status, Header: p.header.Clone(), Body: p.body,
 			Tags: p.tags, Stored: start, TTL: rt.TTL}, token)
