@@ -38,7 +38,8 @@ func page(tb testing.TB, url string) (int, string, string) {
 // waitPage polls url until ok says the page is as wanted.
 func waitPage(tb testing.TB, url, what string, ok func(status int, body, xcache string) bool) {
 	tb.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	// Generous: replication under -race on a loaded two-core machine.
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		st, body, xc := page(tb, url)
 		if ok(st, body, xc) {
