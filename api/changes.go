@@ -16,6 +16,11 @@ const MaxChangeStreams = 256
 
 var changeStreams atomic.Int64
 
+// feedReads lets one change stream at a time read the store's feed: the
+// reads share the store's replication readers (store.ReplReaders), which
+// replication itself must not be starved of.
+var feedReads = make(chan struct{}, 1)
+
 // HandleChanges serves GET /v1/changes: the committed row changes of the
 // node (local writes and replicated ones, with their origin) as
 // Server-Sent Events, one event per committed group, its id the
@@ -66,7 +71,13 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) {
 	var b []byte
 	for {
 		changed := s.store.Changed()
+		select {
+		case feedReads <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
 		groups, through, err := s.store.ChangesSinceFilter(ctx, since, store.ChangeFilter{MaxChanges: 2000})
+		<-feedReads
 		if err != nil {
 			return
 		}
