@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,10 +17,10 @@ const MaxChangeStreams = 256
 
 var changeStreams atomic.Int64
 
-// feedReads lets one change stream at a time read the store's feed: the
-// reads share the store's replication readers (store.ReplReaders), which
-// replication itself must not be starved of.
-var feedReads = make(chan struct{}, 1)
+// feedReads lets one change stream per store at a time read the store's
+// feed: the reads share the store's replication readers
+// (store.ReplReaders), which replication itself must not be starved of.
+var feedReads sync.Map // *store.Store -> chan struct{} (capacity 1)
 
 // HandleChanges serves GET /v1/changes: the committed row changes of the
 // node (local writes and replicated ones, with their origin) as
@@ -66,18 +67,20 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte(": outpost change feed from db_version " + strconv.FormatInt(since, 10) + "\n\n"))
 	_ = rc.Flush()
 	ctx := r.Context()
+	v, _ := feedReads.LoadOrStore(s.store, make(chan struct{}, 1))
+	sem := v.(chan struct{})
 	ping := time.NewTicker(15 * time.Second)
 	defer ping.Stop()
 	var b []byte
 	for {
 		changed := s.store.Changed()
 		select {
-		case feedReads <- struct{}{}:
+		case sem <- struct{}{}:
 		case <-ctx.Done():
 			return
 		}
 		groups, through, err := s.store.ChangesSinceFilter(ctx, since, store.ChangeFilter{MaxChanges: 2000})
-		<-feedReads
+		<-sem
 		if err != nil {
 			return
 		}
