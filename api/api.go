@@ -106,9 +106,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func allowedMethod(path string) string {
 	switch path {
-	case "/v1/exec", "/v1/query", "/v1/limit", "/v1/limit/block":
+	case "/v1/exec", "/v1/query", "/v1/limit", "/v1/limit/block", "/v1/purge":
 		return http.MethodPost
-	case "/v1/ids", "/v1/backup", "/healthz", "/readyz", "/v1/status", "/metrics", "/v1/fleet", "/ui":
+	case "/v1/ids", "/v1/backup", "/healthz", "/readyz", "/v1/status", "/metrics", "/v1/fleet", "/ui", "/v1/changes":
 		return http.MethodGet
 	}
 	return ""

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/outpost-edge/outpost"
+	demosite "github.com/outpost-edge/outpost/examples/site"
 	"github.com/outpost-edge/outpost/identity"
 	"github.com/outpost-edge/outpost/node"
 )
@@ -36,12 +37,13 @@ type Member struct {
 	outpost.Identity
 	API  string `json:"api"`  // listen address of the app API
 	Peer string `json:"peer"` // listen address of the peer transport
+	HTTP string `json:"http"` // listen address of the public listener (with Options.Site)
 }
 
 // Demo returns the demo fleet: a master, a node, farm lhr with EDGE01 and
 // EDGE02, farm cdg with EDGE03 and EDGE04. With basePort > 0, member i
-// listens on basePort+2i (API) and basePort+2i+1 (peer); with 0, on free
-// ports picked at start.
+// listens on basePort+2i (API), basePort+2i+1 (peer) and basePort+2i+1000
+// (public HTTP, with Options.Site); with 0, on free ports picked at start.
 func Demo(basePort int) []Member {
 	ids := []outpost.Identity{
 		{Name: "MASTER01", Location: "FRA", Role: outpost.RoleMaster, Code: "01ma"},
@@ -53,10 +55,11 @@ func Demo(basePort int) []Member {
 	}
 	out := make([]Member, len(ids))
 	for i, id := range ids {
-		out[i] = Member{Identity: id, API: "127.0.0.1:0", Peer: "127.0.0.1:0"}
+		out[i] = Member{Identity: id, API: "127.0.0.1:0", Peer: "127.0.0.1:0", HTTP: "127.0.0.1:0"}
 		if basePort > 0 {
 			out[i].API = fmt.Sprintf("127.0.0.1:%d", basePort+2*i)
 			out[i].Peer = fmt.Sprintf("127.0.0.1:%d", basePort+2*i+1)
+			out[i].HTTP = fmt.Sprintf("127.0.0.1:%d", basePort+2*i+1000)
 		}
 	}
 	return out
@@ -76,6 +79,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Configure, if set, adjusts each member's node configuration.
 	Configure func(m Member, c *node.Config)
+	// Site, if set, is a site directory every member serves on its public
+	// listener (Member.HTTP); "demo" writes the demo site (examples/site)
+	// into the fleet directory and serves that.
+	Site string
 }
 
 // Start writes keys, identities, the trust list and the schema into dir
@@ -116,10 +123,19 @@ func Start(ctx context.Context, dir string, members []Member, opts Options) (*Fl
 	if err := writeTrust(trustPath, members, keys, nil); err != nil {
 		return nil, err
 	}
+	if opts.Site == "demo" {
+		opts.Site = filepath.Join(dir, "site")
+		if err := demosite.Write(opts.Site); err != nil {
+			return nil, fmt.Errorf("fleet: demo site: %w", err)
+		}
+	}
 	for _, m := range members {
 		cfg := node.Config{
 			DataDir: filepath.Join(dir, m.Name), SchemaFile: schemaPath, APIAddr: m.API,
 			TrustFile: trustPath, PeerAddr: m.Peer, Logger: opts.Logger.With("node", m.Name),
+		}
+		if opts.Site != "" {
+			cfg.HTTPAddr, cfg.SiteDir = m.HTTP, opts.Site
 		}
 		if opts.Configure != nil {
 			opts.Configure(m, &cfg)
@@ -137,6 +153,7 @@ func Start(ctx context.Context, dir string, members []Member, opts Options) (*Fl
 		addrs[i] = n.PeerAddr()
 		f.Members[i].API = strings.TrimPrefix(n.APIURL(), "http://")
 		f.Members[i].Peer = n.PeerAddr()
+		f.Members[i].HTTP = strings.TrimPrefix(n.HTTPURL(), "http://")
 	}
 	if err := writeTrust(trustPath, members, keys, addrs); err != nil {
 		f.Close(ctx)
@@ -145,6 +162,9 @@ func Start(ctx context.Context, dir string, members []Member, opts Options) (*Fl
 	for i := range f.configs {
 		// A restart binds the same addresses again.
 		f.configs[i].APIAddr, f.configs[i].PeerAddr = f.Members[i].API, f.Members[i].Peer
+		if f.configs[i].HTTPAddr != "" {
+			f.configs[i].HTTPAddr = f.Members[i].HTTP
+		}
 	}
 	for _, n := range f.Nodes {
 		if err := n.ReloadTrust(); err != nil {
@@ -215,13 +235,14 @@ type Entry struct {
 	Farm string `json:"farm"`
 	API  string `json:"api"`
 	Peer string `json:"peer"`
+	HTTP string `json:"http,omitempty"` // public listener (site), when on
 }
 
 // Entries describes the running fleet.
 func (f *Fleet) Entries() []Entry {
 	out := make([]Entry, len(f.Nodes))
 	for i, n := range f.Nodes {
-		out[i] = Entry{Name: n.Identity.Name, Role: string(n.Identity.Role), Farm: n.Identity.Farm, API: n.APIURL(), Peer: n.PeerAddr()}
+		out[i] = Entry{Name: n.Identity.Name, Role: string(n.Identity.Role), Farm: n.Identity.Farm, API: n.APIURL(), Peer: n.PeerAddr(), HTTP: n.HTTPURL()}
 	}
 	return out
 }

@@ -83,6 +83,9 @@ type Config struct {
 	// tests only).
 	CommitHook func() error
 	Logger     *slog.Logger
+
+	// PublicConfig is the public listener: site, caching proxy, purges (public.go).
+	PublicConfig
 }
 
 // Node is a running Outpost node.
@@ -101,6 +104,7 @@ type Node struct {
 	Client   *peer.Client            // node-to-node calls; nil without a trust list
 	Repl     *replication.Replicator // sync loops; nil without a trust list
 	limiterState
+	publicState
 
 	metrics  *metrics
 	started  time.Time
@@ -176,7 +180,15 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	n.API.Handle("GET /metrics", m.handler())
 	n.API.Handle("GET /readyz", http.HandlerFunc(n.serveReady))
 	n.openLimiter()
+	if err := n.openPublic(ctx, string(ddl)); err != nil {
+		n.closePublic(ctx)
+		n.closeLimiter()
+		n.closePeers(ctx)
+		st.Close()
+		return nil, fmt.Errorf("open node: %w", err)
+	}
 	if n.apiLn, err = net.Listen("tcp", cfg.APIAddr); err != nil {
+		n.closePublic(ctx)
 		n.closeLimiter()
 		n.closePeers(ctx)
 		st.Close()
@@ -241,6 +253,7 @@ func (n *Node) Serve() {
 	if n.Repl != nil {
 		n.Repl.Start()
 	}
+	n.servePublic()
 	n.log.Info("node serving", "name", n.Identity.Name, "role", n.Identity.Role, "farm", n.Identity.Farm,
 		"api", n.APIURL(), "incarnation", n.Store.Incarnation(), "db_version", n.Store.DBVersion(), "version", outpost.Version)
 }
@@ -252,6 +265,7 @@ func (n *Node) Close(ctx context.Context) error {
 		n.Repl.Stop()
 	}
 	n.closeLimiter()
+	n.closePublic(ctx)
 	err := n.apiSrv.Shutdown(ctx)
 	_ = n.apiLn.Close() // in case Serve never ran
 	if perr := n.closePeers(ctx); perr != nil && err == nil {

@@ -28,7 +28,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	duration := fs.Duration("duration", 5*time.Second, "time limit per scenario")
 	maxOps := fs.Int64("max-ops", 200_000, "operation limit per scenario")
 	asJSON := fs.Bool("json", false, "print results as JSON")
-	suite := fs.String("suite", "api", "api (one node's API and disk), replication (the 'up' fleet in this process: propagation, throughput, catch-up), processes (one 'outpost serve' process per node: deliveries per change, settle time, write rate, idle cost), limiter (the global rate limiter simulated with 52 nodes), limit-http (POST /v1/limit decisions on the local path against --target or a node it starts) or fleet (1 master, 2 nodes, --farms x --edges simulated in this process with partitions and a hub loss)")
+	suite := fs.String("suite", "api", "api (one node's API and disk), replication (the 'up' fleet in this process: propagation, throughput, catch-up), processes (one 'outpost serve' process per node: deliveries per change, settle time, write rate, idle cost), limiter (the global rate limiter simulated with 52 nodes), limit-http (POST /v1/limit decisions on the local path against --target or a node it starts) fleet (1 master, 2 nodes, --farms x --edges simulated in this process with partitions and a hub loss) or site (the public listener on the demo fleet in this process: cache hits vs /v1/query, rendering, the caching proxy, purge and data-change invalidation across the fleet)")
 	farms := fs.Int("farms", 2, "processes suite: farms in the fleet (1 master + 1 node + farms x edges)")
 	edges := fs.Int("edges", 2, "processes suite: edges per farm")
 	writes := fs.Int("writes", 200, "processes suite: rows written at the first edge, one per transaction")
@@ -70,6 +70,26 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *suite == "fleet" { // in-process fleet simulation (sim/): real replication, in-memory transport
 		return sim.Suite(ctx, *farms, *edges, *writes, *asJSON, stdout, stderr)
 	}
+	if *suite == "site" { // the public listener on the demo fleet in this process (bench/site.go)
+		dir := *dataDir
+		if dir == "" {
+			d, err := os.MkdirTemp("", "outpost-bench-site-*")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(d)
+			dir = d
+		}
+		results, err := bench.Site(ctx, dir, lim, func(r bench.Result) {
+			if !*asJSON {
+				fmt.Fprintf(stderr, "  %-70s %10.0f/s  p50 %-9s p99 %-9s errors %d %s\n", r.Name, r.PerSecond, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Errors, r.Note)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return printResults(stdout, results, *asJSON, 0)
+	}
 	if *suite == "limiter" { // in-process simulation of the global rate limiter (bench/limiter.go)
 		return bench.LimiterSuite(ctx, bench.DefaultLimiterOptions, stdout, stderr, *asJSON)
 	}
@@ -84,7 +104,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return printResults(stdout, results, *asJSON, 0)
 	} else if *suite != "api" && *suite != "limit-http" {
-		return fmt.Errorf("--suite %q: want api, limit-http, replication, processes, limiter or fleet", *suite)
+		return fmt.Errorf("--suite %q: want api, limit-http, replication, processes, limiter, fleet or site", *suite)
 	}
 	dir := *dataDir
 	if dir == "" {

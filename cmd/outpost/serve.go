@@ -63,6 +63,12 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	maxStreams := fs.Int("max-streams", replication.DefaultMaxStreams, "most sync requests (pull streams, pushes) open at once; beyond, 503 server_busy (memory is bounded by the batches in flight, 64, not by open streams)")
 	maxStreamsPerPeer := fs.Int("max-streams-per-peer", 4, "most sync requests served at once to one peer; beyond, 429 too_many_streams")
 	maxPushBytes := fs.Int64("max-push-bytes", 512<<20, "largest push body in bytes; beyond, 413 push_too_large")
+	httpAddr := fs.String("http", "", "public listener address (the site, the caching proxy); empty = none. Never serves /v1/*")
+	siteDir := fs.String("site", "", "site directory: routes.yaml and templates/ rendered on --http from local SQLite (docs/SITE.md)")
+	origin := fs.String("origin", "", "origin URL that paths no route matches are proxied to, through the cache (e.g. http://127.0.0.1:9000)")
+	originTimeout := fs.Duration("origin-timeout", node.DefaultOriginTimeout, "longest origin fetch (headers and body); past it 504, or the stale copy within stale-if-error")
+	cacheSize := fs.Int64("cache-size", node.DefaultCacheSize, "bytes of cached responses and rendered pages on --http (LRU)")
+	cacheMaxObject := fs.Int64("cache-max-object", 0, "largest response kept in the cache, in bytes; larger ones are streamed, not kept; 0 = cache-size/8")
 	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile of the whole run to this file (for performance work)")
 	var idf identityFlags
 	idf.register(fs)
@@ -83,6 +89,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		PeerReadHeaderTimeout: *peerReadHeaderTimeout, PeerReadTimeout: *peerReadTimeout, PeerIdleTimeout: *peerIdleTimeout,
 		MaxStreams: *maxStreams, MaxStreamsPerPeer: *maxStreamsPerPeer, MaxPushBytes: *maxPushBytes,
 		APITimeouts: api.Timeouts{ReadHeader: *readHeaderTimeout, Read: *readTimeout, Write: *writeTimeout, Idle: *idleTimeout},
+		PublicConfig: node.PublicConfig{HTTPAddr: *httpAddr, SiteDir: *siteDir, Origin: *origin, OriginTimeout: *originTimeout,
+			CacheSize: *cacheSize, CacheMaxObject: *cacheMaxObject},
 	}
 	if cfg.StatementTimeout == 0 {
 		cfg.StatementTimeout = -1 // the flag's 0 means none

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -17,7 +18,7 @@ import (
 func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("up", stderr)
 	dir := fs.String("dir", "", "directory for the fleet's keys, trust list, schema and data; empty = a new temp dir")
-	base := fs.Int("base-port", 7700, "member i listens on base+2i (API) and base+2i+1 (peer); 0 = free ports")
+	base := fs.Int("base-port", 7700, "member i listens on base+2i (API), base+2i+1 (peer) and base+2i+1000 (public HTTP: the demo site); 0 = free ports")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error (JSON on stderr)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -44,7 +45,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer lock.Close()
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	f, err := fleet.Start(ctx, *dir, fleet.Demo(*base), fleet.Options{Logger: log})
+	f, err := fleet.Start(ctx, *dir, fleet.Demo(*base), fleet.Options{Logger: log, Site: "demo"})
 	if err != nil {
 		return err
 	}
@@ -53,9 +54,9 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tROLE\tFARM\tAPI\tPEER")
+	fmt.Fprintln(tw, "NAME\tROLE\tFARM\tAPI\tPEER\tHTTP")
 	for _, e := range f.Entries() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Name, e.Role, e.Farm, e.API, e.Peer)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Role, e.Farm, e.API, e.Peer, e.HTTP)
 	}
 	tw.Flush()
 	note := ""
@@ -65,6 +66,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "\nfleet directory: %s (fleet.json, fleet.trust, schema.sql, one data dir per node%s)\n", *dir, note)
 	fmt.Fprintf(stdout, "try: curl -s %s/v1/exec -d '{\"statements\":[{\"sql\":\"INSERT INTO pages (id, slug, title) VALUES (outpost_id(), outpost_slug(?), ?)\",\"args\":[\"Hello\",\"Hello\"]}]}'\n", f.Entries()[2].API)
 	fmt.Fprintf(stdout, "     curl -s %s/v1/query -d '{\"sql\":\"SELECT * FROM pages\"}'\n", f.Entries()[5].API)
+	fmt.Fprintf(stdout, "     open %s/ (the demo site, rendered at EDGE04 from its own SQLite; site in %s)\n", f.Entries()[5].HTTP, filepath.Join(*dir, "site"))
 	fmt.Fprintln(stdout, "Ctrl-C stops the fleet.")
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

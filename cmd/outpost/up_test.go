@@ -40,6 +40,10 @@ func TestUp_RemovesItsTempDir(t *testing.T) {
 	if !strings.Contains(out.buf.String(), "fleet directory") {
 		t.Fatalf("up did not start: %s", out.buf.String())
 	}
+	// Every node serves the demo site on a public listener, printed too.
+	if !strings.Contains(out.buf.String(), "HTTP") || strings.Count(out.buf.String(), "  http://127.0.0.1:") < 12 {
+		t.Fatalf("up printed no public listeners: %s", out.buf.String())
+	}
 	left, _ := os.ReadDir(tmp)
 	if len(left) != 0 {
 		t.Fatalf("up left %d entries in TMPDIR (%s)", len(left), left[0].Name())
