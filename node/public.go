@@ -15,6 +15,7 @@ import (
 
 	"github.com/outpost-edge/outpost/api"
 	"github.com/outpost-edge/outpost/edgecache"
+	"github.com/outpost-edge/outpost/limiter"
 	"github.com/outpost-edge/outpost/purge"
 	"github.com/outpost-edge/outpost/site"
 	"github.com/outpost-edge/outpost/store"
@@ -95,7 +96,8 @@ func (n *Node) openPublic(ctx context.Context, ddl string) error {
 			return err
 		}
 		n.Site = s
-		h = s.Handler(site.Options{Store: n.Store, Cache: n.Cache, Fallback: fallback, Logger: log, Node: n.Identity.Name})
+		h = s.Handler(site.Options{Store: n.Store, Cache: n.Cache, Fallback: fallback, Logger: log, Node: n.Identity.Name,
+			Limit: n.siteLimit()})
 	}
 	if h == nil {
 		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -232,4 +234,15 @@ func (n *Node) memberNames() []string {
 
 func storePurge(id, body string) store.Purge {
 	return store.Purge{ID: id, Body: body, Issued: time.Now().UnixMilli()}
+}
+
+// siteLimit decides the site's rate_limit with the node's global limiter.
+func (n *Node) siteLimit() site.LimitFunc {
+	if n.Limiter == nil {
+		return nil
+	}
+	return func(ctx context.Context, key string, limit int64, window time.Duration) (bool, int64, error) {
+		d, err := n.Limiter.Decide(ctx, limiter.Request{Key: key, Limit: limit, Window: window, Cost: 1})
+		return d.Allowed, d.ResetMS, err
+	}
 }

@@ -41,15 +41,16 @@ type authConfig struct {
 }
 
 type routeConfig struct {
-	Path         string        `yaml:"path"`
-	Template     string        `yaml:"template"`
-	Queries      []queryConfig `yaml:"queries"`
-	EmptyStatus  int           `yaml:"empty_status"`
-	TTL          string        `yaml:"ttl"`
-	Vary         []string      `yaml:"vary"`
-	Keys         []string      `yaml:"keys"`
-	Require      *requireConf  `yaml:"require"`
-	CacheControl string        `yaml:"cache_control"`
+	Path         string           `yaml:"path"`
+	Template     string           `yaml:"template"`
+	Queries      []queryConfig    `yaml:"queries"`
+	EmptyStatus  int              `yaml:"empty_status"`
+	TTL          string           `yaml:"ttl"`
+	Vary         []string         `yaml:"vary"`
+	Keys         []string         `yaml:"keys"`
+	Require      *requireConf     `yaml:"require"`
+	CacheControl string           `yaml:"cache_control"`
+	RateLimit    *rateLimitConfig `yaml:"rate_limit"`
 }
 
 type queryConfig struct {

@@ -33,6 +33,9 @@ type Options struct {
 	QueryTimeout time.Duration
 	// Node is the name of this node (templates see it as .Node).
 	Node string
+	// Limit decides the routes' rate_limit against the fleet's global
+	// limiter; nil = routes are not limited.
+	Limit LimitFunc
 }
 
 // Data is what a template sees.
@@ -152,6 +155,9 @@ func (h *handler) serveRoute(w http.ResponseWriter, r *http.Request, rt *Route) 
 			return
 		}
 		claims = c
+	}
+	if h.rateLimited(w, r, rt, claims) {
+		return
 	}
 	locale := h.locale(r)
 	c := h.o.Cache

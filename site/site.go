@@ -25,7 +25,8 @@ type Route struct {
 	Keys         []string      // surrogate keys added to every page of the route
 	Require      bool          // a valid token is needed
 	Claims       map[string]string
-	CacheControl string // Cache-Control sent to clients
+	CacheControl string     // Cache-Control sent to clients
+	RateLimit    *RateLimit // requests per window per client, counted fleet-wide; nil = none
 	usesClaims   bool
 }
 
@@ -139,6 +140,9 @@ func (s *Site) loadRoute(ctx context.Context, chk *checker, rc routeConfig) (*Ro
 		if k == "" || strings.ContainsAny(k, " \t\r\n") {
 			return nil, fmt.Errorf("key %q: a surrogate key has no spaces", k)
 		}
+	}
+	if rt.RateLimit, err = parseRateLimit(rc.RateLimit); err != nil {
+		return nil, err
 	}
 	if rc.Require != nil {
 		if s.auth == nil {

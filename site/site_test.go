@@ -75,6 +75,9 @@ func TestLoad_BadConfig(t *testing.T) {
 		want         []string
 	}{
 		{"unknown field", "routes:\n  - path: /x\n    tmeplate: page.html\n", okTemplates, []string{"routes.yaml:3", `field tmeplate not found`}},
+		{"rate limit zero", route("    rate_limit: {limit: 0, window: 60s}\n"), okTemplates, []string{"rate_limit: limit 0"}},
+		{"rate limit window", route("    rate_limit: {limit: 5, window: forever}\n"), okTemplates, []string{`rate_limit: window "forever"`}},
+		{"rate limit by", route("    rate_limit: {limit: 5, window: 60s, by: path.slug}\n"), okTemplates, []string{`rate_limit: by "path.slug"`}},
 		{"not yaml", "routes: [\n", okTemplates, []string{"routes.yaml:", "did not find expected"}},
 		{"no routes", "locales: [en]\n", okTemplates, []string{"no routes"}},
 		{"missing template", "routes:\n  - path: /x\n    template: nope.html\n", okTemplates, []string{"routes.yaml:2", `template "nope.html" is not in templates/`}},
