@@ -386,19 +386,20 @@ func (l *loop) run() {
 				s.Errors++
 			}
 		})
+		if time.Since(start) > 10*time.Second {
+			backoff = l.r.cfg.MinBackoff // it had been working
+		}
+		// Full jitter: a peer that is down costs a log line and a metric.
+		wait := time.Duration(rand.Int64N(int64(backoff))) + backoff/2
 		if err != nil {
 			// The first failure after a working link is news; retries are not.
 			lvl := slog.LevelDebug
 			if time.Since(start) > time.Second || backoff == l.r.cfg.MinBackoff {
 				lvl = slog.LevelInfo
 			}
-			l.r.log.Log(l.ctx, lvl, "sync: link down", "peer", l.peer.Name, "direction", l.action, "err", err, "retry_in", backoff)
+			// As text ("1.2s"): a JSON log would show a duration as nanoseconds.
+			l.r.log.Log(l.ctx, lvl, "sync: link down", "peer", l.peer.Name, "direction", l.action, "err", err, "retry_in", wait.Round(time.Millisecond).String())
 		}
-		if time.Since(start) > 10*time.Second {
-			backoff = l.r.cfg.MinBackoff // it had been working
-		}
-		// Full jitter: a peer that is down costs a log line and a metric.
-		wait := time.Duration(rand.Int64N(int64(backoff))) + backoff/2
 		if !l.r.sleep(l.ctx, wait) {
 			return
 		}
