@@ -241,8 +241,8 @@ func (n *Node) siteLimit() site.LimitFunc {
 	if n.Limiter == nil {
 		return nil
 	}
-	return func(ctx context.Context, key string, limit int64, window time.Duration) (bool, int64, error) {
+	return func(ctx context.Context, key string, limit int64, window time.Duration) (bool, int64, int64, error) {
 		d, err := n.Limiter.Decide(ctx, limiter.Request{Key: key, Limit: limit, Window: window, Cost: 1})
-		return d.Allowed, d.ResetMS, err
+		return d.Allowed, d.Remaining, d.ResetMS, err
 	}
 }

@@ -28,8 +28,9 @@ type RateLimit struct {
 }
 
 // LimitFunc decides one request against the global limiter: whether it
-// is allowed and, if not, when the window (or block) ends (Unix ms).
-type LimitFunc func(ctx context.Context, key string, limit int64, window time.Duration) (allowed bool, resetMS int64, err error)
+// is allowed, the budget left (as the limiter knows it) and when the
+// window (or a block) ends (Unix ms).
+type LimitFunc func(ctx context.Context, key string, limit int64, window time.Duration) (allowed bool, remaining, resetMS int64, err error)
 
 func parseRateLimit(rc *rateLimitConfig) (*RateLimit, error) {
 	if rc == nil {
@@ -77,16 +78,23 @@ func (h *handler) rateLimited(w http.ResponseWriter, r *http.Request, rt *Route,
 		who = "ip=" + host
 	}
 	key := "site:" + rt.Pattern + ":" + who
-	allowed, resetMS, err := h.o.Limit(r.Context(), key, rl.Limit, rl.Window)
+	allowed, remaining, resetMS, err := h.o.Limit(r.Context(), key, rl.Limit, rl.Window)
 	if err != nil {
 		h.o.Logger.Warn("site: rate limiter did not answer; request let through", "route", rt.Pattern, "err", err)
 		return false
 	}
+	// The IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers):
+	// the policy, the budget left and the seconds to the window's end.
+	reset := max(1, int64(time.Until(time.UnixMilli(resetMS)).Seconds()+0.999))
+	hdr := w.Header()
+	hdr.Set("RateLimit-Policy", strconv.FormatInt(rl.Limit, 10)+";w="+strconv.FormatInt(int64(rl.Window.Seconds()), 10))
+	hdr.Set("RateLimit-Limit", strconv.FormatInt(rl.Limit, 10))
+	hdr.Set("RateLimit-Remaining", strconv.FormatInt(max(0, remaining), 10))
+	hdr.Set("RateLimit-Reset", strconv.FormatInt(reset, 10))
 	if allowed {
 		return false
 	}
-	wait := time.Until(time.UnixMilli(resetMS))
-	w.Header().Set("Retry-After", strconv.FormatInt(max(1, int64(wait.Seconds()+0.999)), 10))
+	hdr.Set("Retry-After", strconv.FormatInt(reset, 10))
 	edgecache.ErrorPage(w, http.StatusTooManyRequests, fmt.Sprintf("Too many requests: at most %d per %s. Try again later.", rl.Limit, rl.Window))
 	return true
 }

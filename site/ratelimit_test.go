@@ -37,14 +37,14 @@ routes:
 	var mu sync.Mutex
 	counts := map[string]int64{}
 	failing := false
-	limit := func(_ context.Context, key string, n int64, window time.Duration) (bool, int64, error) {
+	limit := func(_ context.Context, key string, n int64, window time.Duration) (bool, int64, int64, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if failing {
-			return false, 0, context.DeadlineExceeded
+			return false, 0, 0, context.DeadlineExceeded
 		}
 		counts[key]++
-		return counts[key] <= n, time.Now().Add(window).UnixMilli(), nil
+		return counts[key] <= n, n - counts[key], time.Now().Add(window).UnixMilli(), nil
 	}
 	srv := httptest.NewServer(s.Handler(site.Options{Store: openStore(t), Cache: edgecache.New(1<<20, 0), Limit: limit}))
 	t.Cleanup(srv.Close)
@@ -56,6 +56,12 @@ routes:
 		}
 		if st == 429 && (h.Get("Retry-After") == "" || h.Get("X-Cache") != "") {
 			t.Fatalf("429 without Retry-After, or from the cache: %v", h)
+		}
+		if h.Get("RateLimit-Policy") != "2;w=60" || h.Get("RateLimit-Limit") != "2" || h.Get("RateLimit-Reset") == "" {
+			t.Fatalf("request %d: RateLimit headers %v", i, h)
+		}
+		if want := map[int]string{0: "1", 1: "0", 2: "0"}[i]; want != "" && h.Get("RateLimit-Remaining") != want {
+			t.Fatalf("request %d: RateLimit-Remaining %q, want %s", i, h.Get("RateLimit-Remaining"), want)
 		}
 	}
 	// Counted per user when the route says so.
