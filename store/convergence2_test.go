@@ -157,15 +157,6 @@ func (w *convWorld) snapshot(rt *rapid.T, dst, src *convNode) {
 	rt.Logf("%s bootstrapped from %s's snapshot", dst.id.Name, src.id.Name)
 }
 
-func (w *convWorld) index(n *convNode) int {
-	for i, m := range w.nodes {
-		if m == n {
-			return i
-		}
-	}
-	return -1
-}
-
 // convForger is the sender name of forged entries (a relay on the trust
 // list; its refusals are checked by forge, not checkRefusals).
 const convForger = "FORGER"
