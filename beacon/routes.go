@@ -1,0 +1,137 @@
+package beacon
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/outpost-edge/outpost"
+	"github.com/outpost-edge/outpost/identity"
+	"github.com/outpost-edge/outpost/peer"
+	"github.com/outpost-edge/outpost/policy"
+)
+
+// Router registers routes on the peer listener (peer.Server).
+type Router interface {
+	Handle(pattern string, action policy.Action, h http.Handler)
+}
+
+// MaxPullWait bounds how long an edge holds a pull with nothing new.
+const MaxPullWait = 30 * time.Second
+
+// RegisterEdge serves GET /beacon/v1/pull for log on the peer listener: a
+// pull exchange, so the policy decides who may pull (masters and nodes
+// pull edges in the default matrix); an edge is refused as an aggregator.
+func RegisterEdge(r Router, self string, log *Log) {
+	r.Handle("GET "+PullPath, policy.Pull, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		p, ok := core(w, req)
+		if !ok {
+			return
+		}
+		q := req.URL.Query()
+		from, err1 := strconv.ParseInt(q.Get("from"), 10, 64)
+		to, err2 := optInt(q.Get("to"))
+		wait, err3 := optInt(q.Get("wait"))
+		if err1 != nil || err2 != nil || err3 != nil || from < 1 || to < 0 || wait < 0 {
+			peer.WriteError(w, http.StatusBadRequest, "bad_request", "want from=SEQ (>= 1), optional to=SEQ, wait=MS, repair=1")
+			return
+		}
+		ctx := req.Context()
+		repair := q.Get("repair") == "1"
+		if !repair {
+			// Asking from a seq acknowledges, durably stored, all before it.
+			if err := log.Ack(ctx, p.Name, from-1); err != nil {
+				peer.WriteError(w, http.StatusServiceUnavailable, "unavailable", "record the acknowledgement: "+err.Error())
+				return
+			}
+		}
+		floor := log.Floor()
+		start := max(from, floor+1)
+		if !repair && log.Last() < start && wait > 0 {
+			log.Wait(ctx, start-1, min(time.Duration(wait)*time.Millisecond, MaxPullWait))
+			floor = log.Floor()
+			start = max(from, floor+1)
+		}
+		bs, err := log.Read(ctx, start, to, PullBatch, PullBatchBytes)
+		if err != nil {
+			peer.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+			return
+		}
+		writeAnswer(w, PullAnswer{Edge: self, Floor: floor, Last: log.Last(), Beacons: bs})
+	}))
+}
+
+// RegisterAggregator serves the cross-check routes of a on the peer
+// listener: GET /beacon/v1/summary (coverage) and GET /beacon/v1/range
+// (received beacons, for another aggregator's repair). Both are calls
+// answered only to masters and nodes.
+func RegisterAggregator(r Router, a *Aggregator) {
+	r.Handle("GET "+SummaryPath, policy.Call, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if _, ok := core(w, req); !ok {
+			return
+		}
+		since, err := optInt(req.URL.Query().Get("since"))
+		if err != nil {
+			peer.WriteError(w, http.StatusBadRequest, "bad_request", "want since=UNIX_MS")
+			return
+		}
+		s, err := a.Coverage(req.Context(), since)
+		if err != nil {
+			peer.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+			return
+		}
+		b, _ := json.Marshal(s)
+		writeJSON(w, http.StatusOK, b)
+	}))
+	r.Handle("GET "+RangePath, policy.Call, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if _, ok := core(w, req); !ok {
+			return
+		}
+		q := req.URL.Query()
+		edge := q.Get("edge")
+		from, err1 := strconv.ParseInt(q.Get("from"), 10, 64)
+		to, err2 := strconv.ParseInt(q.Get("to"), 10, 64)
+		if edge == "" || err1 != nil || err2 != nil || from < 1 || to < from {
+			peer.WriteError(w, http.StatusBadRequest, "bad_request", "want edge=NAME&from=SEQ&to=SEQ")
+			return
+		}
+		bs, err := a.Range(req.Context(), edge, from, to)
+		if err != nil {
+			peer.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+			return
+		}
+		writeAnswer(w, PullAnswer{Edge: edge, Last: a.Cursor(edge), Beacons: bs})
+	}))
+}
+
+// core returns the calling peer if it is a master or a node: edges neither
+// aggregate nor cross-check.
+func core(w http.ResponseWriter, r *http.Request) (identity.Peer, bool) {
+	p, ok := peer.From(r.Context())
+	if !ok || p.Role == outpost.RoleEdge {
+		peer.WriteError(w, http.StatusForbidden, "not_aggregator", "only masters and nodes aggregate beacons")
+		return p, false
+	}
+	return p, true
+}
+
+func optInt(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	return strconv.ParseInt(s, 10, 64)
+}
+
+func writeAnswer(w http.ResponseWriter, a PullAnswer) {
+	if a.Beacons == nil {
+		a.Beacons = []Beacon{}
+	}
+	b, err := json.Marshal(a)
+	if err != nil {
+		peer.WriteError(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, b)
+}
+
