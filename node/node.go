@@ -79,6 +79,7 @@ type Config struct {
 	// tests only).
 	CommitHook func() error
 	Logger     *slog.Logger
+	Beacons    BeaconConfig // beacon intake and aggregation (beacons.go)
 }
 
 // Node is a running Outpost node.
@@ -97,6 +98,7 @@ type Node struct {
 	Client   *peer.Client            // node-to-node calls; nil without a trust list
 	Repl     *replication.Replicator // sync loops; nil without a trust list
 	limiterState
+	beaconState
 
 	metrics  *metrics
 	started  time.Time
@@ -169,6 +171,12 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	n.API.Handle("GET /metrics", m.handler())
 	n.API.Handle("GET /readyz", http.HandlerFunc(n.serveReady))
 	n.openLimiter()
+	if err := n.openBeacons(ctx); err != nil {
+		n.closeLimiter()
+		n.closePeers(ctx)
+		st.Close()
+		return nil, fmt.Errorf("open node: beacons: %w", err)
+	}
 	if n.apiLn, err = net.Listen("tcp", cfg.APIAddr); err != nil {
 		n.closeLimiter()
 		n.closePeers(ctx)
@@ -234,6 +242,7 @@ func (n *Node) Serve() {
 	if n.Repl != nil {
 		n.Repl.Start()
 	}
+	n.startBeacons()
 	n.log.Info("node serving", "name", n.Identity.Name, "role", n.Identity.Role, "farm", n.Identity.Farm,
 		"api", n.APIURL(), "incarnation", n.Store.Incarnation(), "db_version", n.Store.DBVersion(), "version", outpost.Version)
 }
@@ -244,6 +253,7 @@ func (n *Node) Close(ctx context.Context) error {
 	if n.Repl != nil {
 		n.Repl.Stop()
 	}
+	n.stopBeacons()
 	n.closeLimiter()
 	err := n.apiSrv.Shutdown(ctx)
 	_ = n.apiLn.Close() // in case Serve never ran

@@ -1,0 +1,153 @@
+package fleet_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/outpost-edge/outpost/beacon"
+	"github.com/outpost-edge/outpost/fleet"
+	"github.com/outpost-edge/outpost/node"
+)
+
+// startBeaconFleet starts the demo fleet with quick cross-checks.
+func startBeaconFleet(tb testing.TB) *fleet.Fleet {
+	tb.Helper()
+	f, err := fleet.Start(context.Background(), tb.TempDir(), fleet.Demo(0), fleet.Options{
+		Configure: func(m fleet.Member, c *node.Config) {
+			c.Beacons.CheckInterval = 500 * time.Millisecond
+			c.Beacons.PullWait = time.Second
+			c.Beacons.Rollups = []beacon.Rollup{beacon.DefaultRollup,
+				{Name: "pages", Window: time.Minute, By: []string{"event", "path"}, Sum: []string{"bytes"}, Quantile: []string{"lcp"}}}
+		},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { f.Close(context.Background()) })
+	return f
+}
+
+// postBatch posts n beacons (event ev) to an edge's /v1/beacons.
+func postBatch(tb testing.TB, n *node.Node, ev string, count int) {
+	tb.Helper()
+	var b strings.Builder
+	for i := range count {
+		fmt.Fprintf(&b, `{"event":%q,"path":"/p%d","bytes":10,"lcp":%d}`+"\n", ev, i%3, 100+i)
+	}
+	resp, err := http.Post(n.APIURL()+"/v1/beacons", "application/x-ndjson", strings.NewReader(b.String()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		body, _ := io.ReadAll(resp.Body)
+		tb.Fatalf("POST /v1/beacons: %d %s", resp.StatusCode, body)
+	}
+}
+
+// rollupTotal sums the count of every row of a rollup at an aggregator,
+// by the first dimension.
+func rollupTotal(tb testing.TB, n *node.Node, rollup string) (int64, map[string]int64) {
+	tb.Helper()
+	rows, err := n.Beacons.Rollup(context.Background(), rollup, 0, 1<<62, beacon.MaxRollupRows)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var total int64
+	by := map[string]int64{}
+	for _, r := range rows {
+		total += r.Count
+		by[fmt.Sprint(r.Dims["event"])] += r.Count
+	}
+	return total, by
+}
+
+func waitFor(tb testing.TB, d time.Duration, what string, ok func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestFleet_BeaconsCountedOnceByBothAggregators posts beacons at every edge
+// and checks both aggregators count each exactly once, an aggregator
+// restart and duplicated deliveries change nothing, and the edges delete
+// the beacons once both aggregators acknowledged them.
+func TestFleet_BeaconsCountedOnceByBothAggregators(t *testing.T) {
+	f := startBeaconFleet(t)
+	edges := []string{"EDGE01", "EDGE02", "EDGE03", "EDGE04"}
+	var wg sync.WaitGroup
+	for i, e := range edges {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 5; j++ {
+				postBatch(t, f.Node(e), fmt.Sprintf("ev%d", i), 40)
+			}
+		}()
+	}
+	wg.Wait()
+	const want = 4 * 5 * 40
+	aggs := []string{"MASTER01", "NODE01"}
+	for _, a := range aggs {
+		waitFor(t, 20*time.Second, a+" counts every beacon", func() bool {
+			n, _ := rollupTotal(t, f.Node(a), "events")
+			return n == want
+		})
+	}
+	// Restart one aggregator mid-stream, with more beacons arriving.
+	for _, e := range edges {
+		postBatch(t, f.Node(e), "late", 25)
+	}
+	if _, err := f.Restart(context.Background(), "NODE01", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range edges {
+		postBatch(t, f.Node(e), "late", 25)
+	}
+	const want2 = want + 4*50
+	for _, a := range aggs {
+		waitFor(t, 20*time.Second, a+" counts every beacon after the restart", func() bool {
+			n, _ := rollupTotal(t, f.Node(a), "events")
+			return n == want2
+		})
+		total, by := rollupTotal(t, f.Node(a), "pages")
+		if total != want2 || by["late"] != 200 || by["ev0"] != 200 {
+			t.Errorf("%s pages rollup: total %d, by event %v", a, total, by)
+		}
+	}
+	// Duplicated deliveries: the same beacons again, counted once.
+	m := f.Node("MASTER01")
+	bs, err := m.Beacons.Range(context.Background(), "EDGE01", 1, 300)
+	if err != nil || len(bs) == 0 {
+		t.Fatalf("range: %d beacons, %v", len(bs), err)
+	}
+	n, err := m.Beacons.Apply(context.Background(), "EDGE01", bs, -1)
+	if err != nil || n != 0 {
+		t.Fatalf("duplicate delivery: %d new, %v", n, err)
+	}
+	if got, _ := rollupTotal(t, m, "events"); got != want2 {
+		t.Fatalf("after duplicates: %d, want %d", got, want2)
+	}
+	// Both acknowledged everything: the edges keep nothing.
+	for _, e := range edges {
+		waitFor(t, 20*time.Second, e+" deletes acknowledged beacons", func() bool {
+			s := f.Node(e).BeaconLog.Stats()
+			return s.StoredBeacons == 0 && s.Floor == s.LastSeq && s.LastSeq == 250
+		})
+	}
+	rep := m.Beacons.Check(context.Background())
+	if rep.Open != 0 {
+		t.Fatalf("cross-check: %+v", rep)
+	}
+}
