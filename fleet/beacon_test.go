@@ -151,3 +151,64 @@ func TestFleet_BeaconsCountedOnceByBothAggregators(t *testing.T) {
 		t.Fatalf("cross-check: %+v", rep)
 	}
 }
+
+// TestFleet_BeaconCrossCheckRepairsGap drops a range of received beacons at
+// one aggregator after the edge deleted them: the cross-check finds the gap
+// (report, metric) and repairs it from the other aggregator, and the counts
+// are exact again.
+func TestFleet_BeaconCrossCheckRepairsGap(t *testing.T) {
+	f := startBeaconFleet(t)
+	e := f.Node("EDGE02")
+	for range 4 {
+		postBatch(t, e, "view", 50)
+	}
+	waitFor(t, 20*time.Second, "EDGE02 deletes what both aggregators hold", func() bool {
+		s := e.BeaconLog.Stats()
+		return s.LastSeq == 200 && s.Floor == 200
+	})
+	node1 := f.Node("NODE01")
+	dropped, err := node1.Beacons.DropRange(context.Background(), "EDGE02", 50, 120)
+	if err != nil || dropped != 71 {
+		t.Fatalf("drop: %d, %v", dropped, err)
+	}
+	if n, _ := rollupTotal(t, node1, "events"); n != 129 {
+		t.Fatalf("after the drop NODE01 counts %d, want 129", n)
+	}
+	waitFor(t, 20*time.Second, "the gap repaired", func() bool {
+		n, _ := rollupTotal(t, node1, "events")
+		return n == 200
+	})
+	rep := node1.Beacons.Report()
+	var found bool
+	for _, p := range rep.Problems {
+		if p.Kind == "gap" && p.Edge == "EDGE02" && p.From <= 50 && p.To >= 120 && p.State == "repaired" {
+			found = true
+		}
+	}
+	if !found || rep.Stats.Repaired != 71 || rep.Stats.Problems["gap"] == 0 {
+		t.Fatalf("report: %+v", rep)
+	}
+	total, by := rollupTotal(t, node1, "pages")
+	if total != 200 || by["view"] != 200 {
+		t.Fatalf("pages after repair: %d %v", total, by)
+	}
+	// The report and the metric over HTTP.
+	resp, err := http.Get(node1.APIURL() + "/v1/beacons/check")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"kind":"gap"`) {
+		t.Fatalf("check: %d %s", resp.StatusCode, body)
+	}
+	resp, err = http.Get(node1.APIURL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `outpost_beacon_check_problems_total{kind="gap"}`) {
+		t.Fatalf("metrics lack the problem counter")
+	}
+}
