@@ -94,7 +94,7 @@ func TestParseRollup(t *testing.T) {
 	if err != nil || r.Window != 5*time.Minute || len(r.By) != 2 || r.Quantile[1] != "fid" {
 		t.Fatalf("%+v %v", r, err)
 	}
-	if got := r.String(); got != "pages:window=5m0s;by=event,path;sum=bytes;quantile=lcp,fid" {
+	if got := r.String(); got != "pages:window=5m;by=event,path;sum=bytes;quantile=lcp,fid" {
 		t.Fatalf("String: %s", got)
 	}
 	for _, bad := range []string{"", "Pages:by=x", "p:window=7m", "p:window=0s", "p:color=red", "p:by"} {

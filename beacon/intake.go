@@ -51,10 +51,10 @@ type Log struct {
 	accepted atomic.Int64
 	full     atomic.Int64 // batches refused for the budget
 
-	mu     sync.Mutex
-	wake   chan struct{} // closed at the next append
-	acks   map[string]int64
-	ackMu  sync.Mutex // serializes Ack (deletion)
+	mu    sync.Mutex
+	wake  chan struct{} // closed at the next append
+	acks  map[string]int64
+	ackMu sync.Mutex // serializes Ack (deletion)
 }
 
 // OpenLog creates the log's tables if needed and loads its state.

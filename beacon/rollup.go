@@ -81,7 +81,7 @@ func ParseRollup(spec string) (Rollup, error) {
 
 // String returns the spec ParseRollup reads.
 func (r Rollup) String() string {
-	s := r.Name + ":window=" + r.Window.String()
+	s := r.Name + ":window=" + shortDuration(r.Window)
 	if len(r.By) > 0 {
 		s += ";by=" + strings.Join(r.By, ",")
 	}
@@ -303,4 +303,15 @@ func decodeSketches(b []byte) (map[string]*ddsketch.DDSketch, error) {
 		out[f] = s
 	}
 	return out, nil
+}
+
+// shortDuration writes 1m rather than 1m0s.
+func shortDuration(d time.Duration) string {
+	switch {
+	case d%time.Hour == 0:
+		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
+	case d%time.Minute == 0:
+		return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
+	}
+	return strconv.FormatInt(int64(d/time.Second), 10) + "s"
 }

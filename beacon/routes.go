@@ -134,4 +134,3 @@ func writeAnswer(w http.ResponseWriter, a PullAnswer) {
 	}
 	writeJSON(w, http.StatusOK, b)
 }
-
