@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"unicode/utf8"
 )
 
@@ -78,62 +77,57 @@ func ParseOne(b []byte, line int) (json.RawMessage, error) {
 
 // checkJSON checks b is exactly one JSON object, nested at most MaxDepth
 // deep, with no duplicate keys at the top level (they would make the
-// fields rollups read ambiguous).
+// fields rollups read ambiguous). json.Valid checks the syntax; one pass
+// over the bytes then measures depth and collects the top-level keys.
 func checkJSON(b []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	if tok, err := dec.Token(); err != nil {
-		return err
-	} else if tok != json.Delim('{') {
-		return errors.New("not an object")
-	}
-	keys := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
+	if !json.Valid(b) {
+		var v any
+		err := json.Unmarshal(b, &v) // for the message
+		if err == nil {
+			err = errors.New("invalid JSON")
 		}
-		k, _ := tok.(string)
-		if keys[k] {
-			return fmt.Errorf("duplicate field %q", k)
-		}
-		keys[k] = true
-		if err := skipValue(dec, 2); err != nil {
-			return err
-		}
-	}
-	if _, err := dec.Token(); err != nil { // '}'
 		return err
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("data after the JSON object")
+	depth := 0
+	keys := make(map[string]bool, 8)
+	expectKey := false // at depth 1, the next string is a key
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; c {
+		case '{', '[':
+			depth++
+			if depth > MaxDepth {
+				return fmt.Errorf("nested more than %d deep", MaxDepth)
+			}
+			expectKey = depth == 1 && c == '{'
+		case '}', ']':
+			depth--
+		case ',':
+			expectKey = depth == 1
+		case '"':
+			j := i + 1
+			escaped := false
+			for ; j < len(b) && b[j] != '"'; j++ {
+				if b[j] == '\\' {
+					escaped = true
+					j++
+				}
+			}
+			if expectKey {
+				k := string(b[i+1 : j])
+				if escaped {
+					var u string
+					if err := json.Unmarshal(b[i:j+1], &u); err == nil {
+						k = u
+					}
+				}
+				if keys[k] {
+					return fmt.Errorf("duplicate field %q", k)
+				}
+				keys[k] = true
+				expectKey = false
+			}
+			i = j
+		}
 	}
 	return nil
-}
-
-// skipValue reads one JSON value at the given depth.
-func skipValue(dec *json.Decoder, depth int) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	d, ok := tok.(json.Delim)
-	if !ok {
-		return nil
-	}
-	if depth > MaxDepth {
-		return fmt.Errorf("nested more than %d deep", MaxDepth)
-	}
-	for dec.More() {
-		if d == '{' {
-			if _, err := dec.Token(); err != nil { // key
-				return err
-			}
-		}
-		if err := skipValue(dec, depth+1); err != nil {
-			return err
-		}
-	}
-	_, err = dec.Token() // closing delimiter
-	return err
 }

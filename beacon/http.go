@@ -1,7 +1,6 @@
 package beacon
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -198,12 +197,16 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool
 // ignored), at most max beacons. One bad line refuses the whole body.
 func splitLines(body []byte, max int) ([]json.RawMessage, error) {
 	var out []json.RawMessage
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(make([]byte, 0, 64<<10), MaxBatchBytes+1)
 	line := 0
-	for sc.Scan() {
+	for len(body) > 0 {
 		line++
-		l := bytes.TrimSpace(sc.Bytes())
+		l := body
+		if i := bytes.IndexByte(body, '\n'); i >= 0 {
+			l, body = body[:i], body[i+1:]
+		} else {
+			body = nil
+		}
+		l = bytes.TrimSpace(l)
 		if len(l) == 0 {
 			continue
 		}
@@ -215,9 +218,6 @@ func splitLines(body []byte, max int) ([]json.RawMessage, error) {
 			return nil, err
 		}
 		out = append(out, b)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, inputErr(0, "batch_too_large", "a line is too long: %v", err)
 	}
 	if len(out) == 0 {
 		return nil, inputErr(0, "beacon_malformed", "no beacon in the body: send one JSON object per line")

@@ -51,10 +51,13 @@ type Log struct {
 	accepted atomic.Int64
 	full     atomic.Int64 // batches refused for the budget
 
-	mu    sync.Mutex
-	wake  chan struct{} // closed at the next append
-	acks  map[string]int64
-	ackMu sync.Mutex // serializes Ack (deletion)
+	mu   sync.Mutex
+	wake chan struct{} // closed at the next append
+	acks map[string]int64
+	// lastRecv is the last receive time issued; only the writer goroutine
+	// (Append's transaction) touches it after Open.
+	lastRecv int64
+	ackMu    sync.Mutex // serializes Ack (deletion)
 }
 
 // OpenLog creates the log's tables if needed and loads its state.
@@ -76,12 +79,14 @@ func OpenLog(ctx context.Context, cfg LogConfig) (*Log, error) {
 	}
 	l := &Log{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}), acks: map[string]int64{}}
 	err := cfg.Store.ReadLocal(ctx, func(tx *sql.Tx) error {
-		var last, floor, n, bytes int64
-		if err := tx.QueryRowContext(ctx, `SELECT coalesce((SELECT value FROM outpost_beacon_state WHERE key = 'last_seq'), 0),
+		var last, floor, n, bytes, recv int64
+		if err := tx.QueryRowContext(ctx, `SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outpost_beacon_log'), 0),
 			coalesce((SELECT value FROM outpost_beacon_state WHERE key = 'floor'), 0),
-			(SELECT count(*) FROM outpost_beacon_log), (SELECT coalesce(sum(length(body)), 0) FROM outpost_beacon_log)`).Scan(&last, &floor, &n, &bytes); err != nil {
+			(SELECT count(*) FROM outpost_beacon_log), (SELECT coalesce(sum(length(body)), 0) FROM outpost_beacon_log),
+			max(coalesce((SELECT value FROM outpost_beacon_state WHERE key = 'last_recv'), 0), coalesce((SELECT max(recv_ms) FROM outpost_beacon_log), 0))`).Scan(&last, &floor, &n, &bytes, &recv); err != nil {
 			return err
 		}
+		l.lastRecv = recv
 		l.last.Store(last)
 		l.floor.Store(floor)
 		l.count.Store(n)
@@ -125,25 +130,31 @@ func (l *Log) Append(ctx context.Context, bodies []json.RawMessage) (first, last
 		return 0, 0, ErrFull
 	}
 	now := l.cfg.Now().UnixMilli()
-	err = l.cfg.Store.WriteLocal(ctx, func(tx *store.LocalTx) error {
-		var lastSeq, lastRecv int64
-		if err := tx.QueryRow(`SELECT coalesce((SELECT value FROM outpost_beacon_state WHERE key = 'last_seq'), 0),
-			coalesce((SELECT value FROM outpost_beacon_state WHERE key = 'last_recv'), 0)`).Scan(&lastSeq, &lastRecv); err != nil {
-			return fmt.Errorf("read beacon state: %w", err)
+	err = l.cfg.Store.WriteLocalSingle(ctx, func(tx *store.LocalTx) error {
+		// Runs on the writer goroutine, so lastRecv needs no lock; the
+		// receive time never goes back along the sequence, so the beacons
+		// of one edge in one window are one range of seqs. (If this
+		// transaction rolls back, lastRecv only stays a little ahead.)
+		recv := max(now, l.lastRecv)
+		var res sql.Result
+		var err error
+		if len(bodies) == 1 {
+			res, err = tx.Exec(`INSERT INTO outpost_beacon_log (recv_ms, body) VALUES (?, ?)`, recv, string(bodies[0]))
+		} else {
+			// One statement for the batch: json_each hands back each
+			// object's text as it was (compacted at intake), in order.
+			res, err = tx.Exec(`INSERT INTO outpost_beacon_log (recv_ms, body) SELECT ?, value FROM json_each(?) ORDER BY key`, recv, joinArray(bodies))
 		}
-		// The receive time never goes back along the sequence, so the
-		// beacons of one edge in one window are one range of seqs.
-		recv := max(now, lastRecv)
-		for i, b := range bodies {
-			if _, err := tx.Exec(`INSERT INTO outpost_beacon_log (seq, recv_ms, body) VALUES (?, ?, ?)`, lastSeq+1+int64(i), recv, string(b)); err != nil {
-				return fmt.Errorf("store beacon: %w", err)
-			}
+		if err != nil {
+			return fmt.Errorf("store beacons: %w", err)
 		}
-		first, last = lastSeq+1, lastSeq+int64(len(bodies))
-		if _, err := tx.Exec(`INSERT INTO outpost_beacon_state (key, value) VALUES ('last_seq', ?), ('last_recv', ?)
-			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, last, recv); err != nil {
-			return fmt.Errorf("write beacon state: %w", err)
+		n, _ := res.RowsAffected()
+		id, _ := res.LastInsertId()
+		if n != int64(len(bodies)) {
+			return fmt.Errorf("store beacons: %d of %d stored", n, len(bodies))
 		}
+		first, last = id-n+1, id
+		l.lastRecv = recv
 		return nil
 	})
 	if err != nil {
@@ -261,12 +272,13 @@ func (l *Log) Ack(ctx context.Context, aggregator string, through int64) error {
 		if err := tx.QueryRow(`SELECT count(*), coalesce(sum(length(body)), 0) FROM outpost_beacon_log WHERE seq > ? AND seq <= ?`, floor, to).Scan(&deleted, &freed); err != nil {
 			return fmt.Errorf("count acknowledged beacons: %w", err)
 		}
-		if _, err := tx.Exec(`DELETE FROM outpost_beacon_log WHERE seq > ? AND seq <= ?`, floor, to); err != nil {
-			return fmt.Errorf("delete acknowledged beacons: %w", err)
-		}
-		if _, err := tx.Exec(`INSERT INTO outpost_beacon_state (key, value) VALUES ('floor', ?)
+		if _, err := tx.Exec(`INSERT INTO outpost_beacon_state (key, value) VALUES ('floor', ?1),
+			('last_recv', max(coalesce((SELECT value FROM outpost_beacon_state WHERE key = 'last_recv'), 0), coalesce((SELECT recv_ms FROM outpost_beacon_log WHERE seq = ?1), 0)))
 			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, to); err != nil {
 			return fmt.Errorf("write beacon floor: %w", err)
+		}
+		if _, err := tx.Exec(`DELETE FROM outpost_beacon_log WHERE seq > ? AND seq <= ?`, floor, to); err != nil {
+			return fmt.Errorf("delete acknowledged beacons: %w", err)
 		}
 		newFloor = to
 		return nil
@@ -327,4 +339,21 @@ func (l *Log) Stats() LogStats {
 	}
 	l.mu.Unlock()
 	return s
+}
+
+// joinArray makes one JSON array of the bodies.
+func joinArray(bodies []json.RawMessage) string {
+	n := 2
+	for _, b := range bodies {
+		n += len(b) + 1
+	}
+	out := make([]byte, 0, n)
+	out = append(out, '[')
+	for i, b := range bodies {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, b...)
+	}
+	return string(append(out, ']'))
 }

@@ -13,16 +13,19 @@ import (
 type Store interface {
 	WriteLocal(ctx context.Context, fn func(*store.LocalTx) error) error
 	EnsureLocalTables(ctx context.Context, ddl []string) error
+	WriteLocalSingle(ctx context.Context, fn func(*store.LocalTx) error) error
 	ReadLocal(ctx context.Context, fn func(*sql.Tx) error) error
 }
 
 // logDDL: the edge's beacon log. outpost_beacon_log holds the beacons not
-// yet deleted (seq > floor); outpost_beacon_state the last sequence number
-// issued, the last receive time and the floor (every seq <= floor is
-// deleted); outpost_beacon_acks the highest seq each aggregator durably
+// yet deleted (seq > floor); its AUTOINCREMENT key is the gapless sequence:
+// SQLite issues max-ever + 1 and never reuses a number, and a rolled-back
+// insert takes its numbers back with it. outpost_beacon_state holds the
+// floor (every seq <= floor is deleted) and the receive time of the last
+// deleted beacon; outpost_beacon_acks the highest seq each aggregator durably
 // acknowledged.
 var logDDL = []string{
-	`CREATE TABLE IF NOT EXISTS outpost_beacon_log (seq INTEGER PRIMARY KEY, recv_ms INTEGER NOT NULL, body TEXT NOT NULL)`,
+	`CREATE TABLE IF NOT EXISTS outpost_beacon_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, recv_ms INTEGER NOT NULL, body TEXT NOT NULL)`,
 	`CREATE TABLE IF NOT EXISTS outpost_beacon_state (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID`,
 	`CREATE TABLE IF NOT EXISTS outpost_beacon_acks (aggregator TEXT PRIMARY KEY NOT NULL, through INTEGER NOT NULL, at_ms INTEGER NOT NULL) WITHOUT ROWID`,
 }
