@@ -287,9 +287,12 @@ func (a *Aggregator) pullOnce(ctx context.Context, edge string) error {
 		return err
 	}
 	a.mu.Lock()
-	if ls := a.links[edge]; ls != nil {
-		ls.EdgeLog = ans.Last
+	ls := a.links[edge]
+	if ls == nil {
+		ls = &linkState{Edge: edge}
+		a.links[edge] = ls
 	}
+	ls.EdgeLog = ans.Last
 	a.mu.Unlock()
 	next := cur
 	if n := len(ans.Beacons); n > 0 {

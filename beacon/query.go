@@ -139,8 +139,14 @@ func (a *Aggregator) RollupsHandler() http.HandlerFunc {
 				spec = s
 			}
 		}
-		b, _ := json.Marshal(map[string]any{"rollup": spec.Name, "window_ms": spec.Window.Milliseconds(), "by": spec.By,
-			"sum": spec.Sum, "quantile": spec.Quantile, "rows": rows})
+		ans := map[string]any{"rollup": spec.Name, "window_ms": spec.Window.Milliseconds(), "by": spec.By, "rows": rows}
+		if len(spec.Sum) > 0 {
+			ans["sum"] = spec.Sum
+		}
+		if len(spec.Quantile) > 0 {
+			ans["quantile"] = spec.Quantile
+		}
+		b, _ := json.Marshal(ans)
 		writeJSON(w, http.StatusOK, b)
 	}
 }

@@ -27,8 +27,11 @@ type BeaconConfig struct {
 
 // beaconState is the node's beacon intake (edges) and aggregator.
 type beaconState struct {
-	BeaconLog *beacon.Log        // nil unless this node takes beacons in (an edge, or a node without peers)
-	Beacons   *beacon.Aggregator // nil unless this node aggregates
+	BeaconLog *beacon.Log // nil unless this node takes beacons in (an edge, or a node without peers)
+	// BeaconIntake serves POST /beacon (Public) and POST /v1/beacons
+	// (Batch); nil with BeaconLog.
+	BeaconIntake *beacon.Intake
+	Beacons      *beacon.Aggregator // nil unless this node aggregates
 }
 
 // intakeRole reports whether the node takes beacons in: edges, and a node
@@ -76,8 +79,10 @@ func (n *Node) openBeacons(ctx context.Context) error {
 		}
 		n.BeaconLog = l
 		in := beacon.NewIntake(beacon.IntakeConfig{Log: l, Origins: bc.Origins, PerIP: bc.PerIP})
-		// POST /beacon belongs on the public listener (--http); until it
-		// exists it is served here, without the API token (browsers).
+		n.BeaconIntake = in
+		// POST /beacon belongs on the public listener (--http): mount
+		// n.BeaconIntake.Public() there on "/beacon". Until then it is
+		// served here, without the API token (browsers send none).
 		n.API.Handle("/beacon", in.Public())
 		n.API.HandleAuth("POST /v1/beacons", in.Batch())
 		n.API.HandleAuth("GET /v1/beacons/log", in.LogStatus())
