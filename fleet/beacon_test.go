@@ -2,6 +2,7 @@ package fleet_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +14,8 @@ import (
 	"github.com/outpost-edge/outpost/beacon"
 	"github.com/outpost-edge/outpost/fleet"
 	"github.com/outpost-edge/outpost/node"
+	"github.com/outpost-edge/outpost/peer"
+	"github.com/outpost-edge/outpost/policy"
 )
 
 // startBeaconFleet starts the demo fleet with quick cross-checks.
@@ -210,5 +213,97 @@ func TestFleet_BeaconCrossCheckRepairsGap(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(body), `outpost_beacon_check_problems_total{kind="gap"}`) {
 		t.Fatalf("metrics lack the problem counter")
+	}
+}
+
+// TestFleet_BeaconBudgetWhileCoreAway: with no aggregator collecting, an
+// edge accepts up to its disk budget, then answers 503 with Retry-After and
+// stores nothing more; once the aggregators come, every accepted beacon is
+// counted exactly once and the edge has room again.
+func TestFleet_BeaconBudgetWhileCoreAway(t *testing.T) {
+	f, err := fleet.Start(context.Background(), t.TempDir(), fleet.Demo(0), fleet.Options{
+		Configure: func(m fleet.Member, c *node.Config) {
+			c.Beacons.Aggregator = "off"
+			c.Beacons.DiskBudget = 40 << 10
+			c.Beacons.PullWait = time.Second
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close(context.Background())
+	e := f.Node("EDGE03")
+	accepted, refused := 0, 0
+	for i := 0; i < 100 && refused == 0; i++ {
+		var b strings.Builder
+		for k := 0; k < 20; k++ {
+			fmt.Fprintf(&b, `{"event":"offline","i":%d,"pad":"%s"}`+"\n", i*20+k, strings.Repeat("x", 40))
+		}
+		resp, err := http.Post(e.APIURL()+"/v1/beacons", "application/x-ndjson", strings.NewReader(b.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case 200:
+			accepted += 20
+		case 503:
+			if resp.Header.Get("Retry-After") == "" {
+				t.Fatal("503 without Retry-After")
+			}
+			refused++
+		default:
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	if refused == 0 || accepted == 0 {
+		t.Fatalf("accepted %d, refused %d", accepted, refused)
+	}
+	if s := e.BeaconLog.Stats(); s.LastSeq != int64(accepted) || s.StoredBytes > s.BudgetBytes {
+		t.Fatalf("log %+v after %d accepted", s, accepted)
+	}
+	for _, a := range []string{"MASTER01", "NODE01"} {
+		if _, err := f.Restart(context.Background(), a, func(c *node.Config) { c.Beacons.Aggregator = "auto" }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, a := range []string{"MASTER01", "NODE01"} {
+		waitFor(t, 20*time.Second, a+" collects what the edge accepted", func() bool {
+			n, _ := rollupTotal(t, f.Node(a), "events")
+			return n == int64(accepted)
+		})
+	}
+	waitFor(t, 20*time.Second, "the edge deletes and has room again", func() bool {
+		return e.BeaconLog.Stats().StoredBeacons == 0
+	})
+	postBatch(t, e, "back", 20)
+}
+
+// TestFleet_BeaconRoutesRefuseEdges: an edge may not pull another edge's
+// beacons nor ask an aggregator for coverage or ranges.
+func TestFleet_BeaconRoutesRefuseEdges(t *testing.T) {
+	f := startBeaconFleet(t)
+	c := f.Node("EDGE01").Client
+	for _, tc := range []struct {
+		to     string
+		action policy.Action
+		path   string
+	}{
+		{"EDGE02", policy.Pull, beacon.PullPath + "?from=1"},
+		{"MASTER01", policy.Call, beacon.SummaryPath + "?since=0"},
+		{"MASTER01", policy.Call, beacon.RangePath + "?edge=EDGE02&from=1&to=10"},
+	} {
+		resp, err := c.Do(context.Background(), tc.to, tc.action, "GET", tc.path, nil)
+		if err == nil {
+			resp.Body.Close()
+			t.Errorf("%s %s: allowed", tc.to, tc.path)
+			continue
+		}
+		var se *peer.StatusError
+		if !errors.As(err, &se) && !errors.Is(err, peer.ErrPolicy) {
+			t.Errorf("%s %s: %v", tc.to, tc.path, err)
+		} else if se != nil && se.Status != 403 {
+			t.Errorf("%s %s: %d %s", tc.to, tc.path, se.Status, se.Code)
+		}
 	}
 }
