@@ -94,11 +94,6 @@ func (r Rollup) String() string {
 	return s
 }
 
-// fields returns every field the rollup reads.
-func (r Rollup) fields() []string {
-	return append(append(append([]string{}, r.By...), r.Sum...), r.Quantile...)
-}
-
 // rollKey identifies one rollup row.
 type rollKey struct {
 	rollup string
