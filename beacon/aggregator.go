@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,7 +70,8 @@ type Aggregator struct {
 	log *slog.Logger
 
 	mu      sync.Mutex
-	cursors map[string]int64
+	cursors map[string]int64  // by log key (NAME/LOGID)
+	current map[string]string // edge name -> key of its current log
 	loops   map[string]context.CancelFunc
 	links   map[string]*linkState
 
@@ -92,6 +94,7 @@ type aggStats struct {
 // linkState is the state of the pull from one edge, for the check report.
 type linkState struct {
 	Edge    string    `json:"edge"`
+	Log     string    `json:"log"` // key of the edge's current log
 	Cursor  int64     `json:"cursor"`
 	EdgeLog int64     `json:"edge_last_seq"`
 	Err     string    `json:"error,omitempty"`
@@ -138,21 +141,24 @@ func OpenAggregator(ctx context.Context, cfg AggregatorConfig) (*Aggregator, err
 	if err := cfg.Store.EnsureLocalTables(ctx, aggDDL); err != nil {
 		return nil, fmt.Errorf("beacon aggregator: %w", err)
 	}
-	a := &Aggregator{cfg: cfg, log: cfg.Logger, cursors: map[string]int64{}, loops: map[string]context.CancelFunc{}, links: map[string]*linkState{}}
+	a := &Aggregator{cfg: cfg, log: cfg.Logger, cursors: map[string]int64{}, current: map[string]string{}, loops: map[string]context.CancelFunc{}, links: map[string]*linkState{}}
 	a.check.problems = map[string]*Problem{}
 	err := cfg.Store.ReadLocal(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT edge, through FROM outpost_beacon_cursors`)
+		rows, err := tx.QueryContext(ctx, `SELECT edge, through FROM outpost_beacon_cursors ORDER BY updated_ms`)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var e string
+			var key string
 			var t int64
-			if err := rows.Scan(&e, &t); err != nil {
+			if err := rows.Scan(&key, &t); err != nil {
 				return err
 			}
-			a.cursors[e] = t
+			a.cursors[key] = t
+			if name, _, ok := strings.Cut(key, "/"); ok {
+				a.current[name] = key // the most recently moved wins
+			}
 		}
 		return rows.Err()
 	})
@@ -229,12 +235,27 @@ func (a *Aggregator) manage() {
 	}
 }
 
-// Cursor returns the highest seq pulled in order from edge.
+// Cursor returns the highest seq pulled in order from edge: an edge name
+// (its current log) or a log key NAME/LOGID.
 func (a *Aggregator) Cursor(edge string) int64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if k, ok := a.current[edge]; ok {
+		return a.cursors[k]
+	}
 	return a.cursors[edge]
 }
+
+// LogKey returns the key (NAME/LOGID) of the edge's current log, or "" if
+// this aggregator has not pulled from it yet. Received beacons, coverage and
+// cross-check problems are by log key.
+func (a *Aggregator) LogKey(edge string) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.current[edge]
+}
+
+func logKey(name, id string) string { return name + "/" + id }
 
 // pullLoop pulls edge's log from the cursor, forever: each answer is
 // stored with the new cursor in one transaction, and the next request
@@ -250,7 +271,7 @@ func (a *Aggregator) pullLoop(ctx context.Context, edge string) {
 			ls = &linkState{Edge: edge}
 			a.links[edge] = ls
 		}
-		ls.Cursor, ls.At = a.cursors[edge], a.cfg.Now()
+		ls.Log, ls.Cursor, ls.At = a.current[edge], a.cursors[a.current[edge]], a.cfg.Now()
 		ls.Err = ""
 		if err != nil {
 			ls.Err = err.Error()
@@ -275,11 +296,33 @@ func (a *Aggregator) pullLoop(ctx context.Context, edge string) {
 
 // pullOnce makes one pull request and stores its answer.
 func (a *Aggregator) pullOnce(ctx context.Context, edge string) error {
+	key := a.LogKey(edge)
+	_, id, _ := strings.Cut(key, "/")
 	cur := a.Cursor(edge)
-	q := url.Values{"from": {strconv.FormatInt(cur+1, 10)}, "wait": {strconv.FormatInt(a.cfg.PullWait.Milliseconds(), 10)}}
+	q := url.Values{"from": {strconv.FormatInt(cur+1, 10)}, "wait": {strconv.FormatInt(a.cfg.PullWait.Milliseconds(), 10)}, "log": {id}}
+	if id == "" {
+		q.Set("wait", "0") // first contact: learn the log
+	}
 	ans, err := a.fetch(ctx, edge, policy.Pull, PullPath+"?"+q.Encode())
 	if err != nil {
 		return err
+	}
+	if ans.Log == "" || strings.Contains(ans.Log, "/") {
+		a.stats.refused.Add(1)
+		return fmt.Errorf("answer of %s names no log", edge)
+	}
+	if ans.Log != id {
+		// The edge has another log than the cursor is for (first
+		// contact, or its disk was replaced): pull that one from its own
+		// cursor, keeping what was received from the old one.
+		nk := logKey(edge, ans.Log)
+		if id != "" {
+			a.log.Warn("beacon: the edge has a new log; pulling it from the start", "edge", edge, "old", key, "new", nk)
+		}
+		a.mu.Lock()
+		a.current[edge] = nk
+		a.mu.Unlock()
+		return nil
 	}
 	if err := validate(ans, edge, cur+1, 0, true); err != nil {
 		a.stats.refused.Add(1)
@@ -304,19 +347,27 @@ func (a *Aggregator) pullOnce(ctx context.Context, edge string) error {
 		// from them.
 		a.stats.skipped.Add(ans.Floor - next)
 		a.log.Warn("beacon: the edge deleted beacons before this aggregator pulled them; the cross-check repairs them from another aggregator",
-			"edge", edge, "from", next+1, "to", ans.Floor)
+			"edge", key, "from", next+1, "to", ans.Floor)
 		next = ans.Floor
 	}
-	if next == cur {
+	if next == cur && a.hasCursor(key) {
 		return nil
 	}
-	_, err = a.Apply(ctx, edge, ans.Beacons, next)
+	_, err = a.Apply(ctx, key, ans.Beacons, next)
 	return err
+}
+
+func (a *Aggregator) hasCursor(key string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.cursors[key]
+	return ok
 }
 
 // PullAnswer is the JSON answer of the pull and range routes.
 type PullAnswer struct {
 	Edge    string   `json:"edge"`
+	Log     string   `json:"log,omitempty"`  // the edge's log identity (pull)
 	Floor   int64    `json:"floor"`    // every seq <= floor is deleted at the edge (pull); 0 (range)
 	Last    int64    `json:"last_seq"` // the edge's last seq (pull); the aggregator's cursor (range)
 	Beacons []Beacon `json:"beacons"`
@@ -374,7 +425,7 @@ func validate(ans *PullAnswer, edge string, from, to int64, inOrder bool) error 
 	return nil
 }
 
-// Apply stores beacons of edge that are not stored yet, adds them to the
+// Apply stores beacons of a log (key NAME/LOGID) that are not stored yet, adds them to the
 // rollups and the coverage, and (cursor >= 0) moves the edge's cursor to at
 // least cursor, all in one transaction: each (edge, seq) is counted once
 // however often it is delivered. It returns how many were new.
@@ -424,8 +475,8 @@ func (a *Aggregator) Apply(ctx context.Context, edge string, bs []Beacon, cursor
 			}
 		}
 		if cursor >= 0 {
-			if _, err := tx.Exec(`INSERT INTO outpost_beacon_cursors (edge, through) VALUES (?, ?)
-				ON CONFLICT (edge) DO UPDATE SET through = max(through, excluded.through)`, edge, cursor); err != nil {
+			if _, err := tx.Exec(`INSERT INTO outpost_beacon_cursors (edge, through, updated_ms) VALUES (?, ?, ?)
+				ON CONFLICT (edge) DO UPDATE SET through = max(through, excluded.through), updated_ms = excluded.updated_ms`, edge, cursor, a.cfg.Now().UnixMilli()); err != nil {
 				return fmt.Errorf("write beacon cursor: %w", err)
 			}
 		}
@@ -438,7 +489,7 @@ func (a *Aggregator) Apply(ctx context.Context, edge string, bs []Beacon, cursor
 	a.stats.duplicates.Add(int64(len(bs) - inserted))
 	if cursor >= 0 {
 		a.mu.Lock()
-		if cursor > a.cursors[edge] {
+		if c, ok := a.cursors[edge]; !ok || cursor > c {
 			a.cursors[edge] = cursor
 		}
 		a.mu.Unlock()
@@ -486,8 +537,8 @@ type coverage struct {
 
 func minuteOf(ms int64) int64 { return ms - mod(ms, 60_000) }
 
-// expire deletes received beacons older than the retention (their rollups
-// and coverage stay).
+// expire deletes received beacons and coverage older than the retention
+// (the rollups stay).
 func (a *Aggregator) expire(ctx context.Context) error {
 	before := a.cfg.Now().Add(-a.cfg.Retention).UnixMilli()
 	for {
@@ -498,7 +549,9 @@ func (a *Aggregator) expire(ctx context.Context) error {
 				return err
 			}
 			n, _ = res.RowsAffected()
-			return nil
+			// Coverage older than the retention is no longer checked.
+			_, err = tx.Exec(`DELETE FROM outpost_beacon_coverage WHERE minute < ?`, minuteOf(before))
+			return err
 		})
 		if err != nil || n < 20000 {
 			return err

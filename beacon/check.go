@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -358,28 +359,30 @@ func loOf(c *coverage) int64 {
 	return c.Lo
 }
 
-// repair pulls edge's beacons from..to again, from the edge while it has
-// them, otherwise from the other aggregators, and stores the missing ones.
-// It fails if the range is still not whole afterwards.
-func (a *Aggregator) repair(ctx context.Context, edge string, from, to int64) error {
+// repair pulls the seqs from..to of a log (key NAME/LOGID) again, from
+// the edge while it has them (and still has that log), otherwise from the
+// other aggregators, and stores the missing ones. It fails if the range is
+// still not whole afterwards.
+func (a *Aggregator) repair(ctx context.Context, key string, from, to int64) error {
 	if a.cfg.Transport == nil {
 		return fmt.Errorf("no transport")
 	}
-	sources := append([]string{edge}, a.cfg.Peers()...)
+	name, _, _ := strings.Cut(key, "/")
+	sources := append([]string{name}, a.cfg.Peers()...)
 	var errs []string
 	for _, src := range sources {
-		missing, err := a.missing(ctx, edge, from, to)
+		missing, err := a.missing(ctx, key, from, to)
 		if err != nil {
 			return err
 		}
 		if missing == 0 {
 			return nil
 		}
-		if err := a.repairFrom(ctx, src, edge, from, to); err != nil {
+		if err := a.repairFrom(ctx, src, key, from, to); err != nil {
 			errs = append(errs, src+": "+err.Error())
 		}
 	}
-	missing, err := a.missing(ctx, edge, from, to)
+	missing, err := a.missing(ctx, key, from, to)
 	if err != nil {
 		return err
 	}
@@ -390,30 +393,36 @@ func (a *Aggregator) repair(ctx context.Context, edge string, from, to int64) er
 }
 
 // repairFrom pulls the range from one source, batch by batch.
-func (a *Aggregator) repairFrom(ctx context.Context, src, edge string, from, to int64) error {
+func (a *Aggregator) repairFrom(ctx context.Context, src, key string, from, to int64) error {
+	name, id, _ := strings.Cut(key, "/")
 	for next := from; next <= to; {
 		var (
-			ans *PullAnswer
-			err error
+			ans  *PullAnswer
+			err  error
+			want = key
 		)
-		if src == edge {
-			q := url.Values{"from": {strconv.FormatInt(next, 10)}, "to": {strconv.FormatInt(to, 10)}, "repair": {"1"}}
-			ans, err = a.fetch(ctx, edge, policy.Pull, PullPath+"?"+q.Encode())
+		if src == name {
+			q := url.Values{"from": {strconv.FormatInt(next, 10)}, "to": {strconv.FormatInt(to, 10)}, "repair": {"1"}, "log": {id}}
+			ans, err = a.fetch(ctx, name, policy.Pull, PullPath+"?"+q.Encode())
+			if err == nil && ans.Log != id {
+				return nil // the edge has another log now
+			}
+			want = name
 		} else {
-			q := url.Values{"edge": {edge}, "from": {strconv.FormatInt(next, 10)}, "to": {strconv.FormatInt(to, 10)}}
+			q := url.Values{"edge": {key}, "from": {strconv.FormatInt(next, 10)}, "to": {strconv.FormatInt(to, 10)}}
 			ans, err = a.fetch(ctx, src, policy.Call, RangePath+"?"+q.Encode())
 		}
 		if err != nil {
 			return err
 		}
-		if err := validate(ans, edge, next, to, false); err != nil {
+		if err := validate(ans, want, next, to, false); err != nil {
 			a.stats.refused.Add(1)
 			return fmt.Errorf("refused answer: %w", err)
 		}
 		if len(ans.Beacons) == 0 {
 			return nil
 		}
-		n, err := a.Apply(ctx, edge, ans.Beacons, -1)
+		n, err := a.Apply(ctx, key, ans.Beacons, -1)
 		if err != nil {
 			return err
 		}

@@ -2,12 +2,15 @@ package beacon
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,6 +57,7 @@ type Log struct {
 	mu   sync.Mutex
 	wake chan struct{} // closed at the next append
 	acks map[string]int64
+	id   string // this log's identity: random, made with the log (a new disk is a new log)
 	// lastRecv is the last receive time issued; only the writer goroutine
 	// (Append's transaction) touches it after Open.
 	lastRecv int64
@@ -78,6 +82,23 @@ func OpenLog(ctx context.Context, cfg LogConfig) (*Log, error) {
 		return nil, fmt.Errorf("beacon log: %w", err)
 	}
 	l := &Log{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}), acks: map[string]int64{}}
+	var id int64
+	if err := cfg.Store.WriteLocal(ctx, func(tx *store.LocalTx) error {
+		err := tx.QueryRow(`SELECT value FROM outpost_beacon_state WHERE key = 'log_id'`).Scan(&id)
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return err
+		}
+		id = int64(binary.BigEndian.Uint64(b[:]) >> 1)
+		_, err = tx.Exec(`INSERT INTO outpost_beacon_state (key, value) VALUES ('log_id', ?)`, id)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("beacon log: identity: %w", err)
+	}
+	l.id = strconv.FormatInt(id, 36)
 	err := cfg.Store.ReadLocal(ctx, func(tx *sql.Tx) error {
 		var last, floor, n, bytes, recv int64
 		if err := tx.QueryRowContext(ctx, `SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outpost_beacon_log'), 0),
@@ -173,6 +194,11 @@ func (l *Log) Append(ctx context.Context, bodies []json.RawMessage) (first, last
 	return first, last, nil
 }
 
+// ID returns the log's identity. Aggregators key what they pull by edge
+// name and log identity, so an edge whose disk was replaced (a new log,
+// numbered from 1 again) is not mistaken for the old one.
+func (l *Log) ID() string { return l.id }
+
 // Last returns the last sequence number committed.
 func (l *Log) Last() int64 { return l.last.Load() }
 
@@ -233,7 +259,8 @@ func (l *Log) Read(ctx context.Context, from, to int64, max int, maxBytes int) (
 
 // Ack records that aggregator has durably stored every beacon up to
 // through, and deletes the beacons that enough aggregators (LogConfig.Acks)
-// have acknowledged. An acknowledgement never moves back.
+// have acknowledged, in transactions of at most deleteChunk beacons. An
+// acknowledgement never moves back.
 func (l *Log) Ack(ctx context.Context, aggregator string, through int64) error {
 	l.ackMu.Lock()
 	defer l.ackMu.Unlock()
@@ -241,10 +268,7 @@ func (l *Log) Ack(ctx context.Context, aggregator string, through int64) error {
 	l.mu.Lock()
 	prev, known := l.acks[aggregator]
 	l.mu.Unlock()
-	if known && through <= prev {
-		return nil
-	}
-	if through < 0 {
+	if (known && through <= prev) || through < 0 {
 		return nil
 	}
 	acks := map[string]int64{aggregator: through}
@@ -256,48 +280,52 @@ func (l *Log) Ack(ctx context.Context, aggregator string, through int64) error {
 	}
 	l.mu.Unlock()
 	upTo := kthHighest(acks, l.cfg.Acks)
-	floor := l.floor.Load()
-	var deleted, freed int64
-	newFloor := floor
-	err := l.cfg.Store.WriteLocal(ctx, func(tx *store.LocalTx) error {
-		deleted, freed, newFloor = 0, 0, floor
-		if _, err := tx.Exec(`INSERT INTO outpost_beacon_acks (aggregator, through, at_ms) VALUES (?, ?, ?)
-			ON CONFLICT (aggregator) DO UPDATE SET through = excluded.through, at_ms = excluded.at_ms`, aggregator, through, l.cfg.Now().UnixMilli()); err != nil {
-			return fmt.Errorf("record beacon ack: %w", err)
-		}
-		if upTo <= floor {
+	record := true
+	for record || l.floor.Load() < upTo {
+		floor := l.floor.Load()
+		var deleted, freed int64
+		newFloor := floor
+		err := l.cfg.Store.WriteLocal(ctx, func(tx *store.LocalTx) error {
+			deleted, freed, newFloor = 0, 0, floor
+			if record {
+				if _, err := tx.Exec(`INSERT INTO outpost_beacon_acks (aggregator, through, at_ms) VALUES (?, ?, ?)
+					ON CONFLICT (aggregator) DO UPDATE SET through = excluded.through, at_ms = excluded.at_ms`, aggregator, through, l.cfg.Now().UnixMilli()); err != nil {
+					return fmt.Errorf("record beacon ack: %w", err)
+				}
+			}
+			if upTo <= floor {
+				return nil
+			}
+			to := min(upTo, floor+deleteChunk)
+			if err := tx.QueryRow(`SELECT count(*), coalesce(sum(length(body)), 0) FROM outpost_beacon_log WHERE seq > ? AND seq <= ?`, floor, to).Scan(&deleted, &freed); err != nil {
+				return fmt.Errorf("count acknowledged beacons: %w", err)
+			}
+			if _, err := tx.Exec(`INSERT INTO outpost_beacon_state (key, value) VALUES ('floor', ?1),
+				('last_recv', max(coalesce((SELECT value FROM outpost_beacon_state WHERE key = 'last_recv'), 0), coalesce((SELECT recv_ms FROM outpost_beacon_log WHERE seq = ?1), 0)))
+				ON CONFLICT (key) DO UPDATE SET value = excluded.value`, to); err != nil {
+				return fmt.Errorf("write beacon floor: %w", err)
+			}
+			if _, err := tx.Exec(`DELETE FROM outpost_beacon_log WHERE seq > ? AND seq <= ?`, floor, to); err != nil {
+				return fmt.Errorf("delete acknowledged beacons: %w", err)
+			}
+			newFloor = to
 			return nil
+		})
+		if err != nil {
+			return err
 		}
-		to := min(upTo, floor+deleteChunk)
-		if err := tx.QueryRow(`SELECT count(*), coalesce(sum(length(body)), 0) FROM outpost_beacon_log WHERE seq > ? AND seq <= ?`, floor, to).Scan(&deleted, &freed); err != nil {
-			return fmt.Errorf("count acknowledged beacons: %w", err)
+		if record {
+			record = false
+			l.mu.Lock()
+			l.acks[aggregator] = through
+			l.mu.Unlock()
 		}
-		if _, err := tx.Exec(`INSERT INTO outpost_beacon_state (key, value) VALUES ('floor', ?1),
-			('last_recv', max(coalesce((SELECT value FROM outpost_beacon_state WHERE key = 'last_recv'), 0), coalesce((SELECT recv_ms FROM outpost_beacon_log WHERE seq = ?1), 0)))
-			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, to); err != nil {
-			return fmt.Errorf("write beacon floor: %w", err)
+		if newFloor == floor {
+			break
 		}
-		if _, err := tx.Exec(`DELETE FROM outpost_beacon_log WHERE seq > ? AND seq <= ?`, floor, to); err != nil {
-			return fmt.Errorf("delete acknowledged beacons: %w", err)
-		}
-		newFloor = to
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	l.mu.Lock()
-	l.acks[aggregator] = through
-	l.mu.Unlock()
-	if newFloor > floor {
 		l.floor.Store(newFloor)
 		l.count.Add(-deleted)
 		l.stored.Add(-(freed + deleted*RowOverhead))
-		if newFloor < upTo {
-			// More than one chunk acknowledged: delete the rest in
-			// further transactions.
-			return l.Ack(ctx, aggregator, through)
-		}
 	}
 	return nil
 }
@@ -318,6 +346,7 @@ func kthHighest(acks map[string]int64, k int) int64 {
 
 // LogStats describe an edge's log.
 type LogStats struct {
+	LogID         string           `json:"log_id"`
 	LastSeq       int64            `json:"last_seq"`
 	Floor         int64            `json:"floor"`
 	StoredBeacons int64            `json:"stored_beacons"`
@@ -331,7 +360,7 @@ type LogStats struct {
 
 // Stats returns the log's state.
 func (l *Log) Stats() LogStats {
-	s := LogStats{LastSeq: l.last.Load(), Floor: l.floor.Load(), StoredBeacons: l.count.Load(), StoredBytes: l.stored.Load(),
+	s := LogStats{LogID: l.id, LastSeq: l.last.Load(), Floor: l.floor.Load(), StoredBeacons: l.count.Load(), StoredBytes: l.stored.Load(),
 		BudgetBytes: l.cfg.Budget, Accepted: l.accepted.Load(), RefusedFull: l.full.Load(), Acks: map[string]int64{}, AcksNeeded: l.cfg.Acks}
 	l.mu.Lock()
 	for a, t := range l.acks {

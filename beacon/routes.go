@@ -39,8 +39,10 @@ func RegisterEdge(r Router, self string, log *Log) {
 		}
 		ctx := req.Context()
 		repair := q.Get("repair") == "1"
-		if !repair {
-			// Asking from a seq acknowledges, durably stored, all before it.
+		if !repair && q.Get("log") == log.ID() {
+			// Asking from a seq acknowledges, durably stored, all before
+			// it (of this log: a cursor for another log acknowledges
+			// nothing here).
 			if err := log.Ack(ctx, p.Name, from-1); err != nil {
 				peer.WriteError(w, http.StatusServiceUnavailable, "unavailable", "record the acknowledgement: "+err.Error())
 				return
@@ -48,7 +50,7 @@ func RegisterEdge(r Router, self string, log *Log) {
 		}
 		floor := log.Floor()
 		start := max(from, floor+1)
-		if !repair && log.Last() < start && wait > 0 {
+		if !repair && q.Get("log") == log.ID() && log.Last() < start && wait > 0 {
 			log.Wait(ctx, start-1, min(time.Duration(wait)*time.Millisecond, MaxPullWait))
 			floor = log.Floor()
 			start = max(from, floor+1)
@@ -58,13 +60,13 @@ func RegisterEdge(r Router, self string, log *Log) {
 			peer.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 			return
 		}
-		writeAnswer(w, PullAnswer{Edge: self, Floor: floor, Last: log.Last(), Beacons: bs})
+		writeAnswer(w, PullAnswer{Edge: self, Log: log.ID(), Floor: floor, Last: log.Last(), Beacons: bs})
 	}))
 }
 
 // RegisterAggregator serves the cross-check routes of a on the peer
 // listener: GET /beacon/v1/summary (coverage) and GET /beacon/v1/range
-// (received beacons, for another aggregator's repair). Both are calls
+// (received beacons of a log NAME/LOGID, for another aggregator's repair). Both are calls
 // answered only to masters and nodes.
 func RegisterAggregator(r Router, a *Aggregator) {
 	r.Handle("GET "+SummaryPath, policy.Call, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -93,7 +95,7 @@ func RegisterAggregator(r Router, a *Aggregator) {
 		from, err1 := strconv.ParseInt(q.Get("from"), 10, 64)
 		to, err2 := strconv.ParseInt(q.Get("to"), 10, 64)
 		if edge == "" || err1 != nil || err2 != nil || from < 1 || to < from {
-			peer.WriteError(w, http.StatusBadRequest, "bad_request", "want edge=NAME&from=SEQ&to=SEQ")
+			peer.WriteError(w, http.StatusBadRequest, "bad_request", "want edge=NAME/LOG&from=SEQ&to=SEQ")
 			return
 		}
 		bs, err := a.Range(req.Context(), edge, from, to)

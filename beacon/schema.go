@@ -30,17 +30,19 @@ var logDDL = []string{
 	`CREATE TABLE IF NOT EXISTS outpost_beacon_acks (aggregator TEXT PRIMARY KEY NOT NULL, through INTEGER NOT NULL, at_ms INTEGER NOT NULL) WITHOUT ROWID`,
 }
 
-// aggDDL: an aggregator's tables. outpost_beacon_recv holds the beacons it
+// aggDDL: an aggregator's tables, keyed by log: NAME/LOGID (the edge's name
+// and its log's identity, see Log.ID). outpost_beacon_recv holds the beacons it
 // received (exactly once per edge and seq: the primary key), kept for
 // --beacon-retention so other aggregators can repair from it;
-// outpost_beacon_cursors the highest seq pulled in order from each edge;
+// outpost_beacon_cursors the highest seq pulled in order from each log (the
+// most recently moved one of an edge is its current log);
 // outpost_beacon_coverage per edge and minute of receive time the count and
 // the lowest and highest seq held (what the cross-check compares);
 // outpost_beacon_rollups the declared rollups.
 var aggDDL = []string{
 	`CREATE TABLE IF NOT EXISTS outpost_beacon_recv (edge TEXT NOT NULL, seq INTEGER NOT NULL, recv_ms INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (edge, seq)) WITHOUT ROWID`,
 	`CREATE INDEX IF NOT EXISTS outpost_beacon_recv_time ON outpost_beacon_recv (recv_ms)`,
-	`CREATE TABLE IF NOT EXISTS outpost_beacon_cursors (edge TEXT PRIMARY KEY NOT NULL, through INTEGER NOT NULL) WITHOUT ROWID`,
+	`CREATE TABLE IF NOT EXISTS outpost_beacon_cursors (edge TEXT PRIMARY KEY NOT NULL, through INTEGER NOT NULL, updated_ms INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID`,
 	`CREATE TABLE IF NOT EXISTS outpost_beacon_coverage (edge TEXT NOT NULL, minute INTEGER NOT NULL, count INTEGER NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL, PRIMARY KEY (edge, minute)) WITHOUT ROWID`,
 	`CREATE TABLE IF NOT EXISTS outpost_beacon_rollups (rollup TEXT NOT NULL, window_ms INTEGER NOT NULL, dims TEXT NOT NULL, count INTEGER NOT NULL, sums TEXT NOT NULL, sketches BLOB, PRIMARY KEY (rollup, window_ms, dims)) WITHOUT ROWID`,
 }

@@ -149,7 +149,7 @@ func TestBeacons_KillAggregatorAndEdge(t *testing.T) {
 			ok := true
 			var why string
 			for _, e := range []string{"EDGE01", "EDGE02"} {
-				rows, err := syncQuery(url, `SELECT count(*), coalesce(max(seq), 0) FROM outpost_beacon_recv WHERE edge = ?`, e)
+				rows, err := syncQuery(url, `SELECT count(*), coalesce(max(seq), 0) FROM outpost_beacon_recv WHERE edge LIKE ?`, e+"/%")
 				if err != nil || len(rows) != 1 {
 					ok, why = false, fmt.Sprint(err)
 					break

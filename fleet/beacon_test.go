@@ -2,10 +2,12 @@ package fleet_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +18,8 @@ import (
 	"github.com/outpost-edge/outpost/node"
 	"github.com/outpost-edge/outpost/peer"
 	"github.com/outpost-edge/outpost/policy"
+	"github.com/outpost-edge/outpost/store"
+	_ "modernc.org/sqlite" // to lose an edge's beacon log
 )
 
 // startBeaconFleet starts the demo fleet with quick cross-checks.
@@ -131,11 +135,15 @@ func TestFleet_BeaconsCountedOnceByBothAggregators(t *testing.T) {
 	}
 	// Duplicated deliveries: the same beacons again, counted once.
 	m := f.Node("MASTER01")
-	bs, err := m.Beacons.Range(context.Background(), "EDGE01", 1, 300)
+	key := m.Beacons.LogKey("EDGE01")
+	if !strings.HasPrefix(key, "EDGE01/") || key != f.Node("NODE01").Beacons.LogKey("EDGE01") || key != "EDGE01/"+f.Node("EDGE01").BeaconLog.ID() {
+		t.Fatalf("log keys: %q", key)
+	}
+	bs, err := m.Beacons.Range(context.Background(), key, 1, 300)
 	if err != nil || len(bs) == 0 {
 		t.Fatalf("range: %d beacons, %v", len(bs), err)
 	}
-	n, err := m.Beacons.Apply(context.Background(), "EDGE01", bs, -1)
+	n, err := m.Beacons.Apply(context.Background(), key, bs, -1)
 	if err != nil || n != 0 {
 		t.Fatalf("duplicate delivery: %d new, %v", n, err)
 	}
@@ -170,7 +178,7 @@ func TestFleet_BeaconCrossCheckRepairsGap(t *testing.T) {
 		return s.LastSeq == 200 && s.Floor == 200
 	})
 	node1 := f.Node("NODE01")
-	dropped, err := node1.Beacons.DropRange(context.Background(), "EDGE02", 50, 120)
+	dropped, err := node1.Beacons.DropRange(context.Background(), node1.Beacons.LogKey("EDGE02"), 50, 120)
 	if err != nil || dropped != 71 {
 		t.Fatalf("drop: %d, %v", dropped, err)
 	}
@@ -184,7 +192,7 @@ func TestFleet_BeaconCrossCheckRepairsGap(t *testing.T) {
 	rep := node1.Beacons.Report()
 	var found bool
 	for _, p := range rep.Problems {
-		if p.Kind == "gap" && p.Edge == "EDGE02" && p.From <= 50 && p.To >= 120 && p.State == "repaired" {
+		if p.Kind == "gap" && strings.HasPrefix(p.Edge, "EDGE02/") && p.From <= 50 && p.To >= 120 && p.State == "repaired" {
 			found = true
 		}
 	}
@@ -306,4 +314,53 @@ func TestFleet_BeaconRoutesRefuseEdges(t *testing.T) {
 			t.Errorf("%s %s: %d %s", tc.to, tc.path, se.Status, se.Code)
 		}
 	}
+}
+
+// TestFleet_BeaconNewLogAfterDiskLoss: an edge whose beacon log is lost
+// (a new disk: the log starts again at seq 1 under a new identity) is pulled
+// from its new start; what the aggregators counted from the old log stays,
+// and nothing of the new one is taken for a duplicate of the old.
+func TestFleet_BeaconNewLogAfterDiskLoss(t *testing.T) {
+	f := startBeaconFleet(t)
+	e := f.Node("EDGE04")
+	postBatch(t, e, "old", 30)
+	for _, a := range []string{"MASTER01", "NODE01"} {
+		waitFor(t, 20*time.Second, a+" counts the old log", func() bool {
+			n, _ := rollupTotal(t, f.Node(a), "events")
+			return n == 30
+		})
+	}
+	oldID := e.BeaconLog.ID()
+	e, err := f.Restart(context.Background(), "EDGE04", func(c *node.Config) {
+		db, err := sql.Open("sqlite", filepath.Join(c.DataDir, store.DBFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		for _, q := range []string{`DROP TABLE outpost_beacon_log`, `DROP TABLE outpost_beacon_state`, `DROP TABLE outpost_beacon_acks`,
+			`DELETE FROM sqlite_sequence WHERE name = 'outpost_beacon_log'`} {
+			if _, err := db.Exec(q); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.BeaconLog.ID() == oldID {
+		t.Fatal("the new log kept the old identity")
+	}
+	postBatch(t, e, "new", 12)
+	if s := e.BeaconLog.Stats(); s.LastSeq != 12 {
+		t.Fatalf("new log: %+v", s)
+	}
+	for _, a := range []string{"MASTER01", "NODE01"} {
+		waitFor(t, 20*time.Second, a+" counts the new log too", func() bool {
+			n, by := rollupTotal(t, f.Node(a), "events")
+			return n == 42 && by["new"] == 12 && by["old"] == 30
+		})
+	}
+	waitFor(t, 20*time.Second, "the new log is deleted after acks", func() bool {
+		return e.BeaconLog.Stats().StoredBeacons == 0
+	})
 }
