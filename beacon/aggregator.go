@@ -367,9 +367,9 @@ func (a *Aggregator) hasCursor(key string) bool {
 // PullAnswer is the JSON answer of the pull and range routes.
 type PullAnswer struct {
 	Edge    string   `json:"edge"`
-	Log     string   `json:"log,omitempty"`  // the edge's log identity (pull)
-	Floor   int64    `json:"floor"`    // every seq <= floor is deleted at the edge (pull); 0 (range)
-	Last    int64    `json:"last_seq"` // the edge's last seq (pull); the aggregator's cursor (range)
+	Log     string   `json:"log,omitempty"` // the edge's log identity (pull)
+	Floor   int64    `json:"floor"`         // every seq <= floor is deleted at the edge (pull); 0 (range)
+	Last    int64    `json:"last_seq"`      // the edge's last seq (pull); the aggregator's cursor (range)
 	Beacons []Beacon `json:"beacons"`
 }
 
