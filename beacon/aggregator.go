@@ -59,8 +59,12 @@ type AggregatorConfig struct {
 	CheckInterval time.Duration // between cross-checks; 0 = DefaultCheckInterval, negative = never
 	CheckHorizon  time.Duration // how far back a cross-check looks; 0 = DefaultCheckHorizon
 	PullWait      time.Duration // how long an edge holds a pull with nothing new; 0 = DefaultPullWait
-	Now           func() time.Time
-	Logger        *slog.Logger
+	// ExportDir, if set, receives Parquet files of the received beacons
+	// (export.go), one every ExportInterval (0 = DefaultExportInterval).
+	ExportDir      string
+	ExportInterval time.Duration
+	Now            func() time.Time
+	Logger         *slog.Logger
 }
 
 // Aggregator pulls beacon logs from edges, counts each (edge, seq) once,
@@ -74,6 +78,11 @@ type Aggregator struct {
 	current map[string]string // edge name -> key of its current log
 	loops   map[string]context.CancelFunc
 	links   map[string]*linkState
+
+	// arrival numbers received beacons in commit order (for the export);
+	// only the writer goroutine (Apply's transaction) touches it after Open.
+	arrival  int64
+	exportMu sync.Mutex
 
 	stats aggStats
 	check checkState
@@ -119,6 +128,9 @@ func OpenAggregator(ctx context.Context, cfg AggregatorConfig) (*Aggregator, err
 	if cfg.PullWait <= 0 {
 		cfg.PullWait = DefaultPullWait
 	}
+	if cfg.ExportInterval <= 0 {
+		cfg.ExportInterval = DefaultExportInterval
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -160,7 +172,11 @@ func OpenAggregator(ctx context.Context, cfg AggregatorConfig) (*Aggregator, err
 				a.current[name] = key // the most recently moved wins
 			}
 		}
-		return rows.Err()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, `SELECT max(coalesce((SELECT max(arrival) FROM outpost_beacon_recv), 0),
+			coalesce((SELECT max(value) FROM outpost_beacon_export), 0))`).Scan(&a.arrival)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("beacon aggregator: load cursors: %w", err)
@@ -193,7 +209,7 @@ func (a *Aggregator) manage() {
 	defer a.wg.Done()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	lastCheck, lastExpire := a.cfg.Now(), time.Time{}
+	lastCheck, lastExpire, lastExport := a.cfg.Now(), time.Time{}, a.cfg.Now()
 	for {
 		want := map[string]bool{}
 		for _, e := range a.cfg.Edges() {
@@ -220,6 +236,12 @@ func (a *Aggregator) manage() {
 			ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
 			a.Check(ctx)
 			cancel()
+		}
+		if a.cfg.ExportDir != "" && a.cfg.Now().Sub(lastExport) >= a.cfg.ExportInterval {
+			lastExport = a.cfg.Now()
+			if _, err := a.Export(a.ctx); err != nil && a.ctx.Err() == nil {
+				a.log.Warn("beacon: export", "dir", a.cfg.ExportDir, "err", err)
+			}
 		}
 		if a.cfg.Now().Sub(lastExpire) >= time.Minute {
 			lastExpire = a.cfg.Now()
@@ -440,7 +462,11 @@ func (a *Aggregator) Apply(ctx context.Context, edge string, bs []Beacon, cursor
 		aggs := map[rollKey]*agg{}
 		cov := map[int64]*coverage{}
 		for i, b := range bs {
-			res, err := tx.Exec(`INSERT OR IGNORE INTO outpost_beacon_recv (edge, seq, recv_ms, body) VALUES (?, ?, ?, ?)`, edge, b.Seq, b.RecvMS, string(b.Body))
+			// The arrival number is taken on the writer goroutine, in
+			// commit order; one not used (a duplicate, a rollback) is a
+			// harmless hole.
+			a.arrival++
+			res, err := tx.Exec(`INSERT OR IGNORE INTO outpost_beacon_recv (edge, seq, recv_ms, body, arrival) VALUES (?, ?, ?, ?, ?)`, edge, b.Seq, b.RecvMS, string(b.Body), a.arrival)
 			if err != nil {
 				return fmt.Errorf("store received beacon: %w", err)
 			}
@@ -541,10 +567,19 @@ func minuteOf(ms int64) int64 { return ms - mod(ms, 60_000) }
 // (the rollups stay).
 func (a *Aggregator) expire(ctx context.Context) error {
 	before := a.cfg.Now().Add(-a.cfg.Retention).UnixMilli()
+	exported := int64(1 << 62)
+	if a.cfg.ExportDir != "" {
+		// What is not exported yet stays, however old.
+		done, _, err := a.exportState(ctx)
+		if err != nil {
+			return err
+		}
+		exported = done
+	}
 	for {
 		var n int64
 		err := a.cfg.Store.WriteLocal(ctx, func(tx *store.LocalTx) error {
-			res, err := tx.Exec(`DELETE FROM outpost_beacon_recv WHERE (edge, seq) IN (SELECT edge, seq FROM outpost_beacon_recv WHERE recv_ms < ? LIMIT 20000)`, before)
+			res, err := tx.Exec(`DELETE FROM outpost_beacon_recv WHERE (edge, seq) IN (SELECT edge, seq FROM outpost_beacon_recv WHERE recv_ms < ? AND arrival <= ? LIMIT 20000)`, before, exported)
 			if err != nil {
 				return err
 			}

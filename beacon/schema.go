@@ -38,10 +38,14 @@ var logDDL = []string{
 // most recently moved one of an edge is its current log);
 // outpost_beacon_coverage per edge and minute of receive time the count and
 // the lowest and highest seq held (what the cross-check compares);
-// outpost_beacon_rollups the declared rollups.
+// outpost_beacon_rollups the declared rollups; outpost_beacon_export how far
+// (in arrival order, a local counter of received beacons) the Parquet
+// export is done and which range it is writing.
 var aggDDL = []string{
-	`CREATE TABLE IF NOT EXISTS outpost_beacon_recv (edge TEXT NOT NULL, seq INTEGER NOT NULL, recv_ms INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (edge, seq)) WITHOUT ROWID`,
+	`CREATE TABLE IF NOT EXISTS outpost_beacon_recv (edge TEXT NOT NULL, seq INTEGER NOT NULL, recv_ms INTEGER NOT NULL, body TEXT NOT NULL, arrival INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (edge, seq)) WITHOUT ROWID`,
 	`CREATE INDEX IF NOT EXISTS outpost_beacon_recv_time ON outpost_beacon_recv (recv_ms)`,
+	`CREATE INDEX IF NOT EXISTS outpost_beacon_recv_arrival ON outpost_beacon_recv (arrival)`,
+	`CREATE TABLE IF NOT EXISTS outpost_beacon_export (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID`,
 	`CREATE TABLE IF NOT EXISTS outpost_beacon_cursors (edge TEXT PRIMARY KEY NOT NULL, through INTEGER NOT NULL, updated_ms INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID`,
 	`CREATE TABLE IF NOT EXISTS outpost_beacon_coverage (edge TEXT NOT NULL, minute INTEGER NOT NULL, count INTEGER NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL, PRIMARY KEY (edge, minute)) WITHOUT ROWID`,
 	`CREATE TABLE IF NOT EXISTS outpost_beacon_rollups (rollup TEXT NOT NULL, window_ms INTEGER NOT NULL, dims TEXT NOT NULL, count INTEGER NOT NULL, sums TEXT NOT NULL, sketches BLOB, PRIMARY KEY (rollup, window_ms, dims)) WITHOUT ROWID`,
