@@ -19,6 +19,7 @@ import (
 	"github.com/outpost-edge/outpost/peer"
 	"github.com/outpost-edge/outpost/policy"
 	"github.com/outpost-edge/outpost/store"
+	"github.com/parquet-go/parquet-go"
 	_ "modernc.org/sqlite" // to lose an edge's beacon log
 )
 
@@ -362,5 +363,47 @@ func TestFleet_BeaconNewLogAfterDiskLoss(t *testing.T) {
 	}
 	waitFor(t, 20*time.Second, "the new log is deleted after acks", func() bool {
 		return e.BeaconLog.Stats().StoredBeacons == 0
+	})
+}
+
+// TestFleet_BeaconParquetExport: an aggregator with an export directory
+// writes every beacon it received into exactly one Parquet file.
+func TestFleet_BeaconParquetExport(t *testing.T) {
+	out := t.TempDir()
+	f, err := fleet.Start(context.Background(), t.TempDir(), fleet.Demo(0), fleet.Options{
+		Configure: func(m fleet.Member, c *node.Config) {
+			c.Beacons.PullWait = time.Second
+			if m.Name == "MASTER01" {
+				c.Beacons.ExportDir, c.Beacons.ExportInterval = out, 200*time.Millisecond
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close(context.Background())
+	for _, e := range []string{"EDGE01", "EDGE03"} {
+		for range 3 {
+			postBatch(t, f.Node(e), "x", 50)
+		}
+	}
+	waitFor(t, 20*time.Second, "every beacon exported once", func() bool {
+		files, _ := filepath.Glob(filepath.Join(out, "*.parquet"))
+		seen := map[string]int{}
+		for _, file := range files {
+			rows, err := parquet.ReadFile[beacon.ExportRow](file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rows {
+				seen[fmt.Sprintf("%s/%d", r.Edge, r.Seq)]++
+			}
+		}
+		for k, n := range seen {
+			if n != 1 {
+				t.Fatalf("%s in %d files", k, n)
+			}
+		}
+		return len(seen) == 300
 	})
 }
