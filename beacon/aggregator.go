@@ -34,7 +34,7 @@ const (
 	DefaultCheckInterval = 10 * time.Second
 	DefaultCheckHorizon  = time.Hour
 	DefaultPullWait      = 5 * time.Second
-	PullBatch            = 1000    // most beacons in one pull answer
+	PullBatch            = 5000    // most beacons in one pull answer
 	PullBatchBytes       = 1 << 20 // about the most bytes of bodies in one answer
 	maxAnswerBytes       = 8 << 20 // an answer larger than this is refused
 	maxSeq               = 1 << 53

@@ -108,7 +108,7 @@ func (a *Aggregator) Coverage(ctx context.Context, since int64) (*Summary, error
 }
 
 // Range returns the received beacons of edge with from <= seq <= to, at
-// most PullBatch, in seq order.
+// most PullBatch and about PullBatchBytes of bodies, in seq order.
 func (a *Aggregator) Range(ctx context.Context, edge string, from, to int64) ([]Beacon, error) {
 	var out []Beacon
 	err := a.cfg.Store.ReadLocal(ctx, func(tx *sql.Tx) error {
@@ -117,6 +117,7 @@ func (a *Aggregator) Range(ctx context.Context, edge string, from, to int64) ([]
 			return err
 		}
 		defer rows.Close()
+		n := 0
 		for rows.Next() {
 			var b Beacon
 			var body string
@@ -125,6 +126,9 @@ func (a *Aggregator) Range(ctx context.Context, edge string, from, to int64) ([]
 			}
 			b.Body = []byte(body)
 			out = append(out, b)
+			if n += len(body); n >= PullBatchBytes {
+				break
+			}
 		}
 		return rows.Err()
 	})

@@ -62,6 +62,14 @@ type Log struct {
 	// (Append's transaction) touches it after Open.
 	lastRecv int64
 	ackMu    sync.Mutex // serializes Ack (deletion)
+
+	// Acknowledgements noted by pulls (NoteAck), recorded by the acker
+	// goroutine off the pull's path.
+	noted    map[string]int64
+	ackWake  chan struct{}
+	ackStop  chan struct{}
+	ackDone  chan struct{}
+	stopOnce sync.Once
 }
 
 // OpenLog creates the log's tables if needed and loads its state.
@@ -81,7 +89,8 @@ func OpenLog(ctx context.Context, cfg LogConfig) (*Log, error) {
 	if err := cfg.Store.EnsureLocalTables(ctx, logDDL); err != nil {
 		return nil, fmt.Errorf("beacon log: %w", err)
 	}
-	l := &Log{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}), acks: map[string]int64{}}
+	l := &Log{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}), acks: map[string]int64{},
+		noted: map[string]int64{}, ackWake: make(chan struct{}, 1), ackStop: make(chan struct{}), ackDone: make(chan struct{})}
 	var id int64
 	if err := cfg.Store.WriteLocal(ctx, func(tx *store.LocalTx) error {
 		err := tx.QueryRow(`SELECT value FROM outpost_beacon_state WHERE key = 'log_id'`).Scan(&id)
@@ -130,7 +139,52 @@ func OpenLog(ctx context.Context, cfg LogConfig) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("beacon log: load: %w", err)
 	}
+	go l.acker()
 	return l, nil
+}
+
+// NoteAck notes that aggregator acknowledged every beacon up to through;
+// the acknowledgement is recorded, and what enough aggregators acknowledged
+// deleted, by a goroutine of the log, so a pull does not wait for that
+// transaction. A noted acknowledgement lost in a crash is noted again by
+// the aggregator's next pull.
+func (l *Log) NoteAck(aggregator string, through int64) {
+	l.mu.Lock()
+	if through > l.noted[aggregator] {
+		l.noted[aggregator] = through
+	}
+	l.mu.Unlock()
+	select {
+	case l.ackWake <- struct{}{}:
+	default:
+	}
+}
+
+func (l *Log) acker() {
+	defer close(l.ackDone)
+	for {
+		select {
+		case <-l.ackStop:
+			return
+		case <-l.ackWake:
+		}
+		l.mu.Lock()
+		noted := l.noted
+		l.noted = map[string]int64{}
+		l.mu.Unlock()
+		for a, t := range noted {
+			if err := l.Ack(context.Background(), a, t); err != nil {
+				l.log.Warn("beacon: record acknowledgement", "aggregator", a, "through", t, "err", err)
+			}
+		}
+	}
+}
+
+// Close stops the acker goroutine (after the acknowledgement it is
+// recording, if any).
+func (l *Log) Close() {
+	l.stopOnce.Do(func() { close(l.ackStop) })
+	<-l.ackDone
 }
 
 // Append stores bodies (each checked by ParseOne) durably, in one

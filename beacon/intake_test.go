@@ -24,6 +24,7 @@ func openLog(tb testing.TB, cfg beacon.LogConfig) *beacon.Log {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	tb.Cleanup(l.Close)
 	return l
 }
 

@@ -154,4 +154,7 @@ func (n *Node) stopBeacons() {
 	if n.Beacons != nil {
 		n.Beacons.Stop()
 	}
+	if n.BeaconLog != nil {
+		n.BeaconLog.Close()
+	}
 }

@@ -35,8 +35,8 @@ func benchBeacons(ctx context.Context, c16 *bench.Client, dataDir string, local 
 		}
 		add(r)
 	}
-	for _, rate := range []int{1000, 5000} {
-		rs, err := bench.BeaconsEndToEnd(ctx, rate, lim)
+	for _, run := range []struct{ rate, edges int }{{1000, 1}, {5000, 1}, {5000, 4}} {
+		rs, err := bench.BeaconsEndToEnd(ctx, run.rate, run.edges, lim)
 		if err != nil {
 			return err
 		}
