@@ -453,24 +453,56 @@ func validate(ans *PullAnswer, edge string, from, to int64, inOrder bool) error 
 // however often it is delivered. It returns how many were new.
 func (a *Aggregator) Apply(ctx context.Context, edge string, bs []Beacon, cursor int64) (int, error) {
 	contribs := make([][]contribution, len(bs))
+	payload := make([]byte, 0, 64*len(bs))
+	payload = append(payload, '[')
 	for i, b := range bs {
 		contribs[i] = contributions(a.cfg.Rollups, b.RecvMS, b.Body)
+		if i > 0 {
+			payload = append(payload, ',')
+		}
+		payload = append(payload, '[')
+		payload = strconv.AppendInt(payload, b.Seq, 10)
+		payload = append(payload, ',')
+		payload = strconv.AppendInt(payload, b.RecvMS, 10)
+		payload = append(payload, ',')
+		payload = append(payload, b.Body...)
+		payload = append(payload, ']')
 	}
+	payload = append(payload, ']')
 	var inserted int
 	err := a.cfg.Store.WriteLocal(ctx, func(tx *store.LocalTx) error {
 		inserted = 0
 		aggs := map[rollKey]*agg{}
 		cov := map[int64]*coverage{}
-		for i, b := range bs {
-			// The arrival number is taken on the writer goroutine, in
-			// commit order; one not used (a duplicate, a rollback) is a
-			// harmless hole.
-			a.arrival++
-			res, err := tx.Exec(`INSERT OR IGNORE INTO outpost_beacon_recv (edge, seq, recv_ms, body, arrival) VALUES (?, ?, ?, ?, ?)`, edge, b.Seq, b.RecvMS, string(b.Body), a.arrival)
-			if err != nil {
-				return fmt.Errorf("store received beacon: %w", err)
+		// One statement for the batch; RETURNING names the beacons that
+		// were new (OR IGNORE returns nothing for a duplicate). Arrival
+		// numbers are taken on the writer goroutine, in commit order; one
+		// not used (a duplicate, a rollback) is a harmless hole.
+		base := a.arrival
+		a.arrival += int64(len(bs))
+		rows, err := tx.Query(`INSERT OR IGNORE INTO outpost_beacon_recv (edge, seq, recv_ms, body, arrival)
+			SELECT ?1, value ->> 0, value ->> 1, value -> 2, ?2 + key FROM json_each(?3) WHERE true RETURNING seq`, edge, base+1, string(payload))
+		if err != nil {
+			return fmt.Errorf("store received beacons: %w", err)
+		}
+		var fresh []int64
+		for rows.Next() {
+			var seq int64
+			if err := rows.Scan(&seq); err != nil {
+				rows.Close()
+				return fmt.Errorf("store received beacons: %w", err)
 			}
-			if n, _ := res.RowsAffected(); n == 0 {
+			fresh = append(fresh, seq)
+		}
+		if err := rows.Close(); err != nil {
+			return fmt.Errorf("store received beacons: %w", err)
+		}
+		isNew := make(map[int64]bool, len(fresh))
+		for _, seq := range fresh {
+			isNew[seq] = true
+		}
+		for i, b := range bs {
+			if !isNew[b.Seq] {
 				continue
 			}
 			inserted++

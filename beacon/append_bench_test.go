@@ -39,3 +39,22 @@ func BenchmarkParseOne(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAggregator_Apply1000: an aggregator storing 1,000-beacon pull
+// answers (new beacons, default rollup), one transaction each.
+func BenchmarkAggregator_Apply1000(b *testing.B) {
+	a, _ := openAgg(b, b.TempDir(), nil)
+	var seq int64
+	b.ResetTimer()
+	for b.Loop() {
+		bs := make([]beacon.Beacon, 1000)
+		for i := range bs {
+			seq++
+			bs[i] = beacon.Beacon{Seq: seq, RecvMS: 1_767_312_000_000 + seq, Body: json.RawMessage(fmt.Sprintf(`{"event":"lcp","path":"/products/%d","lcp":%d,"ts":1767312000000,"ua":"Mozilla/5.0 (X11; Linux x86_64)","sid":"s%d"}`, seq%50, 800+seq%2000, seq))}
+		}
+		if _, err := a.Apply(context.Background(), "EDGE01/x", bs, seq); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "beacons/s")
+}

@@ -1,6 +1,7 @@
 package beacon
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -129,8 +130,7 @@ func contributions(rollups []Rollup, recvMS int64, body []byte) []contribution {
 	if len(rollups) == 0 {
 		return nil
 	}
-	var obj map[string]json.RawMessage
-	_ = json.Unmarshal(body, &obj) // bodies were checked at intake
+	obj := topFields(body)
 	out := make([]contribution, 0, len(rollups))
 	for _, r := range rollups {
 		w := r.Window.Milliseconds()
@@ -309,4 +309,82 @@ func shortDuration(d time.Duration) string {
 		return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
 	}
 	return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+}
+
+// topFields returns the top-level fields of a JSON object (checked at
+// intake) as raw values, in one pass over the bytes without decoding the
+// values. A key with escapes is decoded; a body that is not an object
+// gives no fields.
+func topFields(b []byte) map[string]json.RawMessage {
+	out := make(map[string]json.RawMessage, 8)
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return out
+	}
+	i++
+	for {
+		i = skipSpace(b, i)
+		if i >= len(b) || b[i] != '"' {
+			return out // '}' or malformed
+		}
+		end := stringEnd(b, i)
+		key := string(b[i+1 : end])
+		if strings.IndexByte(key, '\\') >= 0 {
+			var k string
+			if json.Unmarshal(b[i:end+1], &k) == nil {
+				key = k
+			}
+		}
+		i = skipSpace(b, end+1)
+		if i >= len(b) || b[i] != ':' {
+			return out
+		}
+		i = skipSpace(b, i+1)
+		start := i
+		depth := 0
+	value:
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				i = stringEnd(b, i)
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth == 0 {
+					break value
+				}
+				depth--
+			case ',':
+				if depth == 0 {
+					break value
+				}
+			}
+		}
+		out[key] = json.RawMessage(bytes.TrimSpace(b[start:i]))
+		if i >= len(b) || b[i] == '}' {
+			return out
+		}
+		i++ // ','
+	}
+}
+
+// stringEnd returns the index of the quote that ends the string starting
+// at b[i] (a quote).
+func stringEnd(b []byte, i int) int {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j
+		}
+	}
+	return len(b) - 1
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
 }
