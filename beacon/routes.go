@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost"
+	"github.com/outpost-edge/outpost/api"
 	"github.com/outpost-edge/outpost/identity"
 	"github.com/outpost-edge/outpost/peer"
 	"github.com/outpost-edge/outpost/policy"
@@ -122,14 +123,38 @@ func optInt(s string) (int64, error) {
 	return strconv.ParseInt(s, 10, 64)
 }
 
+// writeAnswer writes a PullAnswer. It is built by hand: the bodies are
+// compact JSON already (checked at intake), which json.Marshal would scan
+// and compact again.
 func writeAnswer(w http.ResponseWriter, a PullAnswer) {
-	if a.Beacons == nil {
-		a.Beacons = []Beacon{}
+	n := 96
+	for _, b := range a.Beacons {
+		n += len(b.Body) + 48
 	}
-	b, err := json.Marshal(a)
-	if err != nil {
-		peer.WriteError(w, http.StatusInternalServerError, "internal", err.Error())
-		return
+	out := make([]byte, 0, n)
+	out = append(out, `{"edge":`...)
+	out = api.AppendString(out, a.Edge)
+	if a.Log != "" {
+		out = append(out, `,"log":`...)
+		out = api.AppendString(out, a.Log)
 	}
-	writeJSON(w, http.StatusOK, b)
+	out = append(out, `,"floor":`...)
+	out = strconv.AppendInt(out, a.Floor, 10)
+	out = append(out, `,"last_seq":`...)
+	out = strconv.AppendInt(out, a.Last, 10)
+	out = append(out, `,"beacons":[`...)
+	for i, b := range a.Beacons {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, `{"seq":`...)
+		out = strconv.AppendInt(out, b.Seq, 10)
+		out = append(out, `,"recv_ms":`...)
+		out = strconv.AppendInt(out, b.RecvMS, 10)
+		out = append(out, `,"body":`...)
+		out = append(out, b.Body...)
+		out = append(out, '}')
+	}
+	out = append(out, "]}"...)
+	writeJSON(w, http.StatusOK, out)
 }

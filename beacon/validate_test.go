@@ -2,6 +2,7 @@ package beacon
 
 import (
 	"encoding/json"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -57,5 +58,29 @@ func TestValidate_ForgedRanges(t *testing.T) {
 				t.Fatalf("got %v, want an error with %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestWriteAnswer_RoundTrip: the hand-built pull answer decodes to what
+// was written.
+func TestWriteAnswer_RoundTrip(t *testing.T) {
+	want := PullAnswer{Edge: "EDGE01", Log: "k3\"x", Floor: 4, Last: 9, Beacons: []Beacon{
+		{Seq: 5, RecvMS: 100, Body: json.RawMessage(`{"event":"a","u":"\\u00e9"}`)},
+		{Seq: 6, RecvMS: 101, Body: json.RawMessage(`{}`)},
+	}}
+	rec := httptest.NewRecorder()
+	writeAnswer(rec, want)
+	var got PullAnswer
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatalf("%s: %v", rec.Body.Bytes(), err)
+	}
+	if got.Edge != want.Edge || got.Log != want.Log || got.Floor != 4 || got.Last != 9 || len(got.Beacons) != 2 ||
+		string(got.Beacons[0].Body) != string(want.Beacons[0].Body) || got.Beacons[1].Seq != 6 || got.Beacons[1].RecvMS != 101 {
+		t.Fatalf("got %+v", got)
+	}
+	rec = httptest.NewRecorder()
+	writeAnswer(rec, PullAnswer{Edge: "E"})
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || got.Beacons == nil && !strings.Contains(rec.Body.String(), `"beacons":[]`) {
+		t.Fatalf("empty: %s %v", rec.Body.Bytes(), err)
 	}
 }
