@@ -3,6 +3,7 @@ package beacon
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -48,17 +49,35 @@ func RegisterEdge(r Router, self string, log *Log) {
 		}
 		floor := log.Floor()
 		start := max(from, floor+1)
+		headed := false
 		if !repair && q.Get("log") == log.ID() && log.Last() < start && wait > 0 {
+			// The headers go at once and the body when a beacon commits
+			// (or the wait ends): a puller that stops while waiting then
+			// ends a response body, as it ends a sync stream, rather than
+			// a request still awaiting its headers, which would keep its
+			// HTTP/2 connection busy past its own shutdown.
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+			_ = http.NewResponseController(w).Flush()
+			headed = true
 			log.Wait(ctx, start-1, min(time.Duration(wait)*time.Millisecond, MaxPullWait))
 			floor = log.Floor()
 			start = max(from, floor+1)
 		}
 		bs, err := log.Read(ctx, start, to, PullBatch, PullBatchBytes)
 		if err != nil {
+			if headed {
+				panic(http.ErrAbortHandler) // the puller sees a cut body and retries
+			}
 			peer.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 			return
 		}
-		writeAnswer(w, PullAnswer{Edge: self, Log: log.ID(), Floor: floor, Last: log.Last(), Beacons: bs})
+		b := appendAnswer(nil, PullAnswer{Edge: self, Log: log.ID(), Floor: floor, Last: log.Last(), Beacons: bs})
+		if headed {
+			_, _ = w.Write(append(b, '\n'))
+			return
+		}
+		writeJSON(w, http.StatusOK, b)
 	}))
 }
 
@@ -127,11 +146,16 @@ func optInt(s string) (int64, error) {
 // compact JSON already (checked at intake), which json.Marshal would scan
 // and compact again.
 func writeAnswer(w http.ResponseWriter, a PullAnswer) {
+	writeJSON(w, http.StatusOK, appendAnswer(nil, a))
+}
+
+// appendAnswer appends a PullAnswer as JSON to out.
+func appendAnswer(out []byte, a PullAnswer) []byte {
 	n := 96
 	for _, b := range a.Beacons {
 		n += len(b.Body) + 48
 	}
-	out := make([]byte, 0, n)
+	out = slices.Grow(out, n)
 	out = append(out, `{"edge":`...)
 	out = api.AppendString(out, a.Edge)
 	if a.Log != "" {
@@ -155,6 +179,5 @@ func writeAnswer(w http.ResponseWriter, a PullAnswer) {
 		out = append(out, b.Body...)
 		out = append(out, '}')
 	}
-	out = append(out, "]}"...)
-	writeJSON(w, http.StatusOK, out)
+	return append(out, "]}"...)
 }
