@@ -86,6 +86,7 @@ type Config struct {
 
 	// PublicConfig is the public listener: site, caching proxy, purges (public.go).
 	PublicConfig
+	Beacons BeaconConfig // beacon intake and aggregation (beacons.go)
 }
 
 // Node is a running Outpost node.
@@ -105,6 +106,7 @@ type Node struct {
 	Repl     *replication.Replicator // sync loops; nil without a trust list
 	limiterState
 	publicState
+	beaconState
 
 	metrics  *metrics
 	started  time.Time
@@ -180,8 +182,15 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	n.API.Handle("GET /metrics", m.handler())
 	n.API.Handle("GET /readyz", http.HandlerFunc(n.serveReady))
 	n.openLimiter()
+	if err := n.openBeacons(ctx); err != nil {
+		n.closeLimiter()
+		n.closePeers(ctx)
+		st.Close()
+		return nil, fmt.Errorf("open node: beacons: %w", err)
+	}
 	if err := n.openPublic(ctx, string(ddl)); err != nil {
 		n.closePublic(ctx)
+		n.stopBeacons()
 		n.closeLimiter()
 		n.closePeers(ctx)
 		st.Close()
@@ -189,6 +198,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	if n.apiLn, err = net.Listen("tcp", cfg.APIAddr); err != nil {
 		n.closePublic(ctx)
+		n.stopBeacons()
 		n.closeLimiter()
 		n.closePeers(ctx)
 		st.Close()
@@ -254,6 +264,7 @@ func (n *Node) Serve() {
 		n.Repl.Start()
 	}
 	n.servePublic()
+	n.startBeacons()
 	n.log.Info("node serving", "name", n.Identity.Name, "role", n.Identity.Role, "farm", n.Identity.Farm,
 		"api", n.APIURL(), "incarnation", n.Store.Incarnation(), "db_version", n.Store.DBVersion(), "version", outpost.Version)
 }
@@ -264,6 +275,7 @@ func (n *Node) Close(ctx context.Context) error {
 	if n.Repl != nil {
 		n.Repl.Stop()
 	}
+	n.stopBeacons()
 	n.closeLimiter()
 	n.closePublic(ctx)
 	err := n.apiSrv.Shutdown(ctx)

@@ -104,6 +104,13 @@ func (n *Node) openPublic(ctx context.Context, ddl string) error {
 			edgecache.ErrorPage(w, http.StatusNotFound, "No page here: this node has no --site and no --origin.")
 		})
 	}
+	if n.BeaconIntake != nil {
+		// Beacons from browsers (navigator.sendBeacon) arrive here.
+		mux := http.NewServeMux()
+		mux.Handle("/beacon", n.BeaconIntake.Public())
+		mux.Handle("/", h)
+		h = mux
+	}
 	ln, err := net.Listen("tcp", c.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s (--http): %w", c.HTTPAddr, err)

@@ -28,7 +28,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	duration := fs.Duration("duration", 5*time.Second, "time limit per scenario")
 	maxOps := fs.Int64("max-ops", 200_000, "operation limit per scenario")
 	asJSON := fs.Bool("json", false, "print results as JSON")
-	suite := fs.String("suite", "api", "api (one node's API and disk), replication (the 'up' fleet in this process: propagation, throughput, catch-up), processes (one 'outpost serve' process per node: deliveries per change, settle time, write rate, idle cost), limiter (the global rate limiter simulated with 52 nodes), limit-http (POST /v1/limit decisions on the local path against --target or a node it starts) fleet (1 master, 2 nodes, --farms x --edges simulated in this process with partitions and a hub loss) or site (the public listener on the demo fleet in this process: cache hits vs /v1/query, rendering, the caching proxy, purge and data-change invalidation across the fleet)")
+	suite := fs.String("suite", "api", "api (one node's API and disk), replication (the 'up' fleet in this process: propagation, throughput, catch-up), processes (one 'outpost serve' process per node: deliveries per change, settle time, write rate, idle cost), limiter (the global rate limiter simulated with 52 nodes), limit-http (POST /v1/limit decisions on the local path against --target or a node it starts), beacons (beacon intake at one edge against the fsync rate, bytes per stored beacon, and end to end to both aggregators of the 'up' fleet in this process), fleet (1 master, 2 nodes, --farms x --edges simulated in this process with partitions and a hub loss) or site (the public listener on the demo fleet in this process: cache hits vs /v1/query, rendering, the caching proxy, purge and data-change invalidation across the fleet)")
 	farms := fs.Int("farms", 2, "processes suite: farms in the fleet (1 master + 1 node + farms x edges)")
 	edges := fs.Int("edges", 2, "processes suite: edges per farm")
 	writes := fs.Int("writes", 200, "processes suite: rows written at the first edge, one per transaction")
@@ -103,8 +103,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		return printResults(stdout, results, *asJSON, 0)
-	} else if *suite != "api" && *suite != "limit-http" {
-		return fmt.Errorf("--suite %q: want api, limit-http, replication, processes, limiter, fleet or site", *suite)
+	} else if *suite != "api" && *suite != "limit-http" && *suite != "beacons" {
+		return fmt.Errorf("--suite %q: want api, limit-http, beacons, replication, processes, limiter, fleet or site", *suite)
 	}
 	dir := *dataDir
 	if dir == "" {
@@ -143,6 +143,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	run0 := strconv.FormatInt(time.Now().UnixNano(), 36)
 	c1 := bench.NewClient(url, *token, 1)
 	c16 := bench.NewClient(url, *token, 16)
+	if *suite == "beacons" {
+		return benchBeacons(ctx, c16, filepath.Join(dir, "node"), *apiURL == "", lim, add, func() error {
+			return printResults(stdout, results, *asJSON, fsync.P50)
+		})
+	}
 	if *suite == "limit-http" {
 		add(bench.LimitDecisions(ctx, c1, 1, 1000, lim))
 		add(bench.LimitDecisions(ctx, c16, 16, 1000, lim))
@@ -207,7 +212,7 @@ func startBenchNode(ctx context.Context, dir string, stderr io.Writer) (string, 
 	if err != nil {
 		return "", nil, err
 	}
-	cmd := exec.CommandContext(ctx, self, "serve", "--data", dir, "--schema", schema, "--api", addr, "--log-level", "warn",
+	cmd := exec.CommandContext(ctx, self, "serve", "--data", dir, "--schema", schema, "--api", addr, "--log-level", "warn", "--beacon-per-ip", "0",
 		"--name", "BENCH01", "--location", "LHR", "--farm", "lhr", "--role", "edge", "--code", "00bb")
 	cmd.Stderr = stderr
 	cmd.Env = append(os.Environ(), "OUTPOST_API_TOKEN=")

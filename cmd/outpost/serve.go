@@ -72,6 +72,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile of the whole run to this file (for performance work)")
 	var idf identityFlags
 	idf.register(fs)
+	var bf beaconFlags
+	bf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -91,6 +93,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		APITimeouts: api.Timeouts{ReadHeader: *readHeaderTimeout, Read: *readTimeout, Write: *writeTimeout, Idle: *idleTimeout},
 		PublicConfig: node.PublicConfig{HTTPAddr: *httpAddr, SiteDir: *siteDir, Origin: *origin, OriginTimeout: *originTimeout,
 			CacheSize: *cacheSize, CacheMaxObject: *cacheMaxObject},
+		Beacons: bf.config(),
 	}
 	if cfg.StatementTimeout == 0 {
 		cfg.StatementTimeout = -1 // the flag's 0 means none
