@@ -20,6 +20,7 @@ import (
 	"github.com/outpost-edge/outpost/identity"
 	"github.com/outpost-edge/outpost/peer"
 	"github.com/outpost-edge/outpost/policy"
+	"github.com/outpost-edge/outpost/relay"
 	"github.com/outpost-edge/outpost/replication"
 	"github.com/outpost-edge/outpost/schema"
 	"github.com/outpost-edge/outpost/store"
@@ -78,7 +79,9 @@ type Config struct {
 	// CommitHook is passed to store.Options.CommitHook (fault-injection
 	// tests only).
 	CommitHook func() error
-	Logger     *slog.Logger
+	// Relay tunes the chat relay (docs/RELAY.md).
+	Relay  RelayConfig
+	Logger *slog.Logger
 }
 
 // Node is a running Outpost node.
@@ -97,6 +100,8 @@ type Node struct {
 	Client   *peer.Client            // node-to-node calls; nil without a trust list
 	Repl     *replication.Replicator // sync loops; nil without a trust list
 	limiterState
+	// Relay is the chat relay behind /v1/relay/* and /chat/.
+	Relay *relay.Relay
 
 	metrics  *metrics
 	started  time.Time
@@ -170,7 +175,14 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	n.API.Handle("GET /metrics", m.handler())
 	n.API.Handle("GET /readyz", http.HandlerFunc(n.serveReady))
 	n.openLimiter()
+	if err := n.openRelay(ctx); err != nil {
+		n.closeLimiter()
+		n.closePeers(ctx)
+		st.Close()
+		return nil, fmt.Errorf("open node: %w", err)
+	}
 	if n.apiLn, err = net.Listen("tcp", cfg.APIAddr); err != nil {
+		n.closeRelay()
 		n.closeLimiter()
 		n.closePeers(ctx)
 		st.Close()
@@ -246,6 +258,7 @@ func (n *Node) Close(ctx context.Context) error {
 		n.Repl.Stop()
 	}
 	n.closeLimiter()
+	n.closeRelay()
 	err := n.apiSrv.Shutdown(ctx)
 	_ = n.apiLn.Close() // in case Serve never ran
 	if perr := n.closePeers(ctx); perr != nil && err == nil {

@@ -121,7 +121,7 @@ func (s *Store) setMeta(ctx context.Context, key string, value any) error {
 // adds appended columns (a rolling upgrade), creates indexes, views and
 // triggers, and (re)creates the capture triggers, all in one transaction.
 func (s *Store) applySchema(ctx context.Context) error {
-	internal, err := schema.ParseInternal(ctx, internalSchema)
+	internal, err := schema.ParseInternal(ctx, internalSchema+relaySchema)
 	if err != nil {
 		return fmt.Errorf("internal schema: %w", err)
 	}
