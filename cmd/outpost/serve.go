@@ -15,6 +15,7 @@ import (
 	"github.com/outpost-edge/outpost"
 	"github.com/outpost-edge/outpost/api"
 	"github.com/outpost-edge/outpost/node"
+	"github.com/outpost-edge/outpost/relay"
 	"github.com/outpost-edge/outpost/replication"
 	"github.com/outpost-edge/outpost/store"
 )
@@ -62,6 +63,10 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	maxStreams := fs.Int("max-streams", replication.DefaultMaxStreams, "most sync requests (pull streams, pushes) open at once; beyond, 503 server_busy (memory is bounded by the batches in flight, 64, not by open streams)")
 	maxStreamsPerPeer := fs.Int("max-streams-per-peer", 4, "most sync requests served at once to one peer; beyond, 429 too_many_streams")
 	maxPushBytes := fs.Int64("max-push-bytes", 512<<20, "largest push body in bytes; beyond, 413 push_too_large")
+	relayRetention := fs.Duration("relay-retention", relay.DefaultRetention, "chat relay: how long a message is kept for offline and moving users (docs/RELAY.md)")
+	relayLease := fs.Duration("relay-lease", relay.DefaultLease, "chat relay: presence lease; a node that stops renewing (killed) drops out of routing after this")
+	relayMaxMessage := fs.Int("relay-max-message", relay.DefaultMaxMessage, "chat relay: largest message body in bytes; beyond, 413 message_too_large")
+	relayMaxConns := fs.Int("relay-max-conns", relay.DefaultMaxConns, "chat relay: most client connections on this node; beyond, 503 too_many_connections")
 	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile of the whole run to this file (for performance work)")
 	var idf identityFlags
 	idf.register(fs)
@@ -82,6 +87,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		PeerReadHeaderTimeout: *peerReadHeaderTimeout, PeerReadTimeout: *peerReadTimeout, PeerIdleTimeout: *peerIdleTimeout,
 		MaxStreams: *maxStreams, MaxStreamsPerPeer: *maxStreamsPerPeer, MaxPushBytes: *maxPushBytes,
 		APITimeouts: api.Timeouts{ReadHeader: *readHeaderTimeout, Read: *readTimeout, Write: *writeTimeout, Idle: *idleTimeout},
+		Relay:       node.RelayConfig{Retention: *relayRetention, Lease: *relayLease, MaxMessage: *relayMaxMessage, MaxConns: *relayMaxConns},
 	}
 	if cfg.StatementTimeout == 0 {
 		cfg.StatementTimeout = -1 // the flag's 0 means none
