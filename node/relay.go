@@ -72,7 +72,8 @@ func (n *Node) serveRelayForward(w http.ResponseWriter, r *http.Request) {
 		peer.WriteError(w, http.StatusUnauthorized, "no_peer", "unauthenticated")
 		return
 	}
-	limit := int64(2*n.relayMaxMessage() + 16<<10)
+	// JSON escaping can double a body; signatures and headers add ~1 KiB.
+	limit := int64(2*(relay.MaxForwardBytes+n.relayMaxMessage()) + relay.MaxForwardMessages*2<<10)
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		n.Peers.Refusals.Add("relay", "body_too_large")

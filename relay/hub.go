@@ -14,10 +14,10 @@ type conn struct {
 	closed       atomic.Bool
 
 	mu        sync.Mutex
-	replaying bool     // frames wait in pending until the replay is sent
-	pending   [][]byte // live frames that arrived during the replay
+	replaying bool              // frames wait in pending until the replay is sent
+	pending   [][]byte          // live frames that arrived during the replay
 	seen      map[string]msgRef // delivered message ids (and what a receipt needs)
-	order     []string // seen, oldest first (bounded)
+	order     []string          // seen, oldest first (bounded)
 }
 
 // maxSeen bounds the message IDs a connection remembers for dedupe.

@@ -35,11 +35,19 @@ type Transport interface {
 	Forward(ctx context.Context, via string, f Forward) (ForwardReply, error)
 }
 
-// Forward is the body of the peer route /relay/v1/forward.
+// Forward is the body of the peer route /relay/v1/forward: messages for
+// one target node, in the order they were sent.
 type Forward struct {
-	Target string  `json:"target"` // the node whose users receive it
-	Msg    Message `json:"msg"`
+	Target string    `json:"target"` // the node whose users receive them
+	Msgs   []Message `json:"msgs"`
 }
+
+// MaxForwardBytes bounds the message bodies of one Forward (a single
+// message may take it past this by up to its own size).
+const MaxForwardBytes = 1 << 20
+
+// MaxForwardMessages bounds the messages of one Forward.
+const MaxForwardMessages = 256
 
 // ForwardReply answers a Forward.
 type ForwardReply struct {

@@ -61,32 +61,46 @@ func (r *Relay) forwarder(target string) *forwarder {
 	return fw
 }
 
+// forwardLoop sends what is queued for one target, in order, as batches:
+// whatever queued up during one call goes in the next.
 func (r *Relay) forwardLoop(fw *forwarder) {
 	defer r.wg.Done()
 	for {
+		var m *Message
 		select {
-		case m := <-fw.ch:
-			r.forwardOne(fw.target, m)
+		case m = <-fw.ch:
 		case <-r.ctx.Done():
 			return
 		}
+		batch, size := []Message{*m}, len(m.Body)
+	fill:
+		for len(batch) < MaxForwardMessages && size < MaxForwardBytes {
+			select {
+			case m = <-fw.ch:
+				batch = append(batch, *m)
+				size += len(m.Body)
+			default:
+				break fill
+			}
+		}
+		r.forwardBatch(fw.target, batch)
 	}
 }
 
-// forwardOne sends m to target, through a core node when the policy
+// forwardBatch sends msgs to target, through a core node when the policy
 // forbids a direct call, retrying a few times with backoff. A message not
 // forwarded is not lost: it is durable here and replicates.
-func (r *Relay) forwardOne(target string, m *Message) {
+func (r *Relay) forwardBatch(target string, msgs []Message) {
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		via, ok := r.cfg.Transport.Route(target)
 		if ok {
 			t := time.Now()
 			ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
-			_, err := r.cfg.Transport.Forward(ctx, via, Forward{Target: target, Msg: *m})
+			_, err := r.cfg.Transport.Forward(ctx, via, Forward{Target: target, Msgs: msgs})
 			cancel()
 			if err == nil {
-				r.Stats.Forwarded.Add(1)
+				r.Stats.Forwarded.Add(int64(len(msgs)))
 				if r.cfg.OnForward != nil {
 					r.cfg.OnForward(time.Since(t))
 				}
@@ -109,7 +123,7 @@ func (r *Relay) forwardOne(target string, m *Message) {
 		}
 		backoff *= 2
 	}
-	r.Stats.ForwardFailed.Add(1)
+	r.Stats.ForwardFailed.Add(int64(len(msgs)))
 }
 
 // HandleForward serves a forward from the peer from (authenticated by the
@@ -117,17 +131,26 @@ func (r *Relay) forwardOne(target string, m *Message) {
 // message signed by the node it names, and an edge may only forward its
 // own; a core node passes on forwards for other nodes.
 func (r *Relay) HandleForward(ctx context.Context, from string, fromCore bool, f Forward) (ForwardReply, error) {
-	m := &f.Msg
-	if err := r.verify(m); err != nil {
-		r.Stats.Refused.Add(1)
-		return ForwardReply{}, errorf(http.StatusForbidden, "forged_message", "%v", err)
+	if len(f.Msgs) == 0 || len(f.Msgs) > MaxForwardMessages {
+		return ForwardReply{}, errorf(http.StatusBadRequest, "bad_forward", "a forward carries 1 to %d messages, got %d", MaxForwardMessages, len(f.Msgs))
 	}
-	if !fromCore && m.Node != from {
-		r.Stats.Refused.Add(1)
-		return ForwardReply{}, errorf(http.StatusForbidden, "forged_sender", "%s forwarded a message of %s; an edge forwards only its own", from, m.Node)
+	for i := range f.Msgs {
+		m := &f.Msgs[i]
+		if err := r.verify(m); err != nil {
+			r.Stats.Refused.Add(1)
+			return ForwardReply{}, errorf(http.StatusForbidden, "forged_message", "%v", err)
+		}
+		if !fromCore && m.Node != from {
+			r.Stats.Refused.Add(1)
+			return ForwardReply{}, errorf(http.StatusForbidden, "forged_sender", "%s forwarded a message of %s; an edge forwards only its own", from, m.Node)
+		}
 	}
 	if f.Target == r.cfg.Self {
-		return ForwardReply{Delivered: r.deliver(ctx, m)}, nil
+		n := 0
+		for i := range f.Msgs {
+			n += r.deliver(ctx, &f.Msgs[i])
+		}
+		return ForwardReply{Delivered: n}, nil
 	}
 	if !r.cfg.Core || r.cfg.Transport == nil {
 		r.Stats.Refused.Add(1)
@@ -141,6 +164,6 @@ func (r *Relay) HandleForward(ctx context.Context, from string, fromCore bool, f
 	if err != nil {
 		return ForwardReply{}, fmt.Errorf("relay: pass on to %s: %w", via, err)
 	}
-	r.Stats.Forwarded.Add(1)
+	r.Stats.Forwarded.Add(int64(len(f.Msgs)))
 	return rep, nil
 }
