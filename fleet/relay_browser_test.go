@@ -33,7 +33,8 @@ func TestFleet_RelayBrowser(t *testing.T) {
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.Flag("headless", true), chromedp.Flag("disable-gpu", true))
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	defer cancel()
-	ctx, cancel := context.WithTimeout(actx, 50*time.Second)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(actx, 55*time.Second)
 	defer cancel()
 	alice, cancelA := chromedp.NewContext(ctx)
 	defer cancelA()
@@ -43,9 +44,11 @@ func TestFleet_RelayBrowser(t *testing.T) {
 	if err := chromedp.Do(alice, chromedp.Navigate(e1.APIURL()+"/chat/?user=alice&to=bob&auto=1"), chromedp.WaitVisible(ready)); err != nil {
 		t.Fatalf("alice's page on EDGE01: %v", err)
 	}
+	t.Logf("alice's page ready after %v", time.Since(start))
 	if err := chromedp.Do(bob, chromedp.Navigate(e4.APIURL()+"/chat/?user=bob&to=alice&auto=1"), chromedp.WaitVisible(ready)); err != nil {
 		t.Fatalf("bob's page on EDGE04: %v", err)
 	}
+	t.Logf("bob's page ready after %v", time.Since(start))
 	say := func(tab context.Context, text string) {
 		t.Helper()
 		if err := chromedp.Do(tab, chromedp.SendKeys(chromedp.ID("text"), text), chromedp.Click(chromedp.ID("send"))); err != nil {
