@@ -13,12 +13,6 @@ import (
 // The relay's SQL on the replicated tables of store/relay.go.
 const (
 	msgCols     = `id, cid, sender, to_user, room, body, node, hlc, created, sig`
-	sqlIndexes1 = `CREATE INDEX IF NOT EXISTS outpost_relay_messages_id ON outpost_relay_messages (id)`
-	sqlIndexes2 = `CREATE INDEX IF NOT EXISTS outpost_relay_messages_to ON outpost_relay_messages (to_user, hlc)`
-	sqlIndexes3 = `CREATE INDEX IF NOT EXISTS outpost_relay_messages_room ON outpost_relay_messages (room, hlc)`
-	sqlIndexes4 = `CREATE INDEX IF NOT EXISTS outpost_relay_members_user ON outpost_relay_members (user)`
-	sqlIndexes5 = `CREATE INDEX IF NOT EXISTS outpost_relay_messages_created ON outpost_relay_messages (node, created)`
-
 	// A presence row counts only if the node it names wrote it: the
 	// origin of its lease column is that node (another node's forged
 	// row is ignored).
@@ -33,21 +27,6 @@ const (
 		WHERE (to_user = ?1 OR room IN (SELECT room FROM outpost_relay_members WHERE user = ?1)) AND hlc > ?2 AND created > ?3
 		ORDER BY hlc, id LIMIT ?4`
 )
-
-func (r *Relay) ensureIndexes(ctx context.Context) error {
-	_, err := r.cfg.DB.Write(ctx, func(tx *store.Tx) error {
-		for _, q := range []string{sqlIndexes1, sqlIndexes2, sqlIndexes3, sqlIndexes4, sqlIndexes5} {
-			if _, err := tx.ExecInternal(q); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("relay: indexes: %w", err)
-	}
-	return nil
-}
 
 func (r *Relay) query(ctx context.Context, q string, args ...any) ([][]any, error) {
 	rows, err := r.cfg.DB.Query(ctx, store.Statement{SQL: q, Args: args})

@@ -129,12 +129,9 @@ func New(cfg Config) *Relay {
 	return &Relay{cfg: cfg, log: cfg.Logger, hub: newHub(), forwarders: map[string]*forwarder{}, ctx: ctx, cancel: cancel}
 }
 
-// Start creates the relay's indexes and starts the store watcher, the
-// presence lease renewal and the retention sweep.
+// Start starts the store watcher, the presence lease renewal and the
+// retention sweep.
 func (r *Relay) Start(ctx context.Context) error {
-	if err := r.ensureIndexes(ctx); err != nil {
-		return err
-	}
 	msgs, rcpts, err := r.maxRowids(ctx)
 	if err != nil {
 		return err

@@ -154,7 +154,7 @@ func (s *Store) applySchema(ctx context.Context) error {
 				return fmt.Errorf("apply schema: %w", err)
 			}
 		}
-		for _, o := range s.schema.Objects {
+		for _, o := range append(append([]schema.Object{}, internal.Objects...), s.schema.Objects...) {
 			if err := s.ensureObject(ctx, o); err != nil {
 				return fmt.Errorf("apply schema: %w", err)
 			}

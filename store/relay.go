@@ -52,7 +52,12 @@ CREATE TABLE outpost_relay_receipts (
 	cid    TEXT NOT NULL DEFAULT '',
 	at     INTEGER NOT NULL DEFAULT 0,
 	PRIMARY KEY (msg, user, kind)
-);`
+);
+CREATE INDEX outpost_relay_messages_id ON outpost_relay_messages (id);
+CREATE INDEX outpost_relay_messages_to ON outpost_relay_messages (to_user, hlc);
+CREATE INDEX outpost_relay_messages_room ON outpost_relay_messages (room, hlc);
+CREATE INDEX outpost_relay_messages_created ON outpost_relay_messages (node, created);
+CREATE INDEX outpost_relay_members_user ON outpost_relay_members (user);`
 
 // ExecInternal runs one statement on Outpost's own tables inside the
 // transaction, with capture on (what it writes to a replicated table
