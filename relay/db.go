@@ -12,7 +12,7 @@ import (
 
 // The relay's SQL on the replicated tables of store/relay.go.
 const (
-	msgCols     = `id, cid, sender, to_user, room, body, node, hlc, created, sig`
+	msgCols = `id, cid, sender, to_user, room, body, node, hlc, created, sig`
 	// A presence row counts only if the node it names wrote it: the
 	// origin of its lease column is that node (another node's forged
 	// row is ignored).
