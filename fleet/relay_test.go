@@ -340,22 +340,29 @@ func TestFleet_RelayRoomFanOut(t *testing.T) {
 func TestFleet_RelayPresence(t *testing.T) {
 	f := startRelayFleet(t, node.RelayConfig{})
 	e1, e3, e4 := f.Node("EDGE01"), f.Node("EDGE03"), f.Node("EDGE04")
-	put := func(n *node.Node, user, at string, until time.Time) {
+	put := func(n *node.Node, q string, args ...any) {
 		t.Helper()
 		_, err := n.Store.Write(context.Background(), func(tx *store.Tx) error {
-			_, err := tx.ExecInternal(`INSERT INTO outpost_relay_presence (user, node, until) VALUES (?, ?, ?) ON CONFLICT (user, node) DO UPDATE SET until = excluded.until`, user, at, until.UnixMilli())
+			_, err := tx.ExecInternal(q, args...)
 			return err
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	// EDGE04 leases zed for 4 s and then dies (no renewal, no withdrawal).
+	const presence = `INSERT INTO outpost_relay_presence (user, node, until) VALUES (?, ?, 1) ON CONFLICT (user, node) DO UPDATE SET until = 1`
+	const lease = `INSERT INTO outpost_relay_nodes (node, until) VALUES (?, ?) ON CONFLICT (node) DO UPDATE SET until = excluded.until`
+	// EDGE04 marks zed connected, leases itself for 4 s and then dies (no
+	// renewal, no withdrawal).
 	until := time.Now().Add(4 * time.Second)
-	put(e4, "zed", "EDGE04", until)
-	// EDGE03 forges a lease in EDGE04's name.
-	put(e3, "yan", "EDGE04", time.Now().Add(time.Hour))
-	waitRows(t, e1, `SELECT count(*) FROM outpost_relay_presence WHERE user IN ('zed', 'yan')`, 2)
+	put(e4, presence, "zed", "EDGE04")
+	put(e4, lease, "EDGE04", until.UnixMilli())
+	// EDGE03 forges a presence row in EDGE04's name, and a lease of EDGE02.
+	put(e3, presence, "yan", "EDGE04")
+	put(e3, presence, "yan", "EDGE02")
+	put(e3, lease, "EDGE02", time.Now().Add(time.Hour).UnixMilli())
+	waitRows(t, e1, `SELECT count(*) FROM outpost_relay_presence WHERE user IN ('zed', 'yan')`, 3)
+	waitRows(t, e1, `SELECT count(*) FROM outpost_relay_nodes WHERE node IN ('EDGE02', 'EDGE04')`, 2)
 	tok := relayToken(t, e1, "x")
 	online := func(user string, i int) []any {
 		_, out := relaySend(t, e1, tok, fmt.Sprintf(`{"to":%q,"id":"p%d","body":1}`, user, i))

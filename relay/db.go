@@ -13,16 +13,19 @@ import (
 // The relay's SQL on the replicated tables of store/relay.go.
 const (
 	msgCols = `id, cid, sender, to_user, room, body, node, hlc, created, sig`
-	// A presence row counts only if the node it names wrote it: the
-	// origin of its lease column is that node (another node's forged
-	// row is ignored).
-	sqlPresence = `SELECT DISTINCT p.node FROM outpost_relay_presence AS p
+	// A presence row counts only if the node it names wrote it and that
+	// node's lease is alive and was written by that node too: the origin
+	// of each row's clock entry is checked (another node's forged row is
+	// ignored).
+	sqlPresenceFrom = `SELECT DISTINCT p.node FROM outpost_relay_presence AS p
+		JOIN outpost_relay_nodes AS n ON n.node = p.node
 		JOIN outpost_clock__outpost_relay_presence AS c ON c.pk0 = p.user AND c.pk1 = p.node AND c.col = 'until'
-		WHERE p.user = ? AND p.until > ? AND substr(c.origin, 1, length(p.node) + 1) = p.node || '/'`
-	sqlRoomPresence = `SELECT DISTINCT p.node FROM outpost_relay_presence AS p
-		JOIN outpost_clock__outpost_relay_presence AS c ON c.pk0 = p.user AND c.pk1 = p.node AND c.col = 'until'
-		WHERE p.user IN (SELECT user FROM outpost_relay_members WHERE room = ?) AND p.until > ?
-		AND substr(c.origin, 1, length(p.node) + 1) = p.node || '/'`
+		JOIN outpost_clock__outpost_relay_nodes AS cn ON cn.pk0 = n.node AND cn.col = 'until'
+		WHERE p.until > 0 AND n.until > ?1
+		AND substr(c.origin, 1, length(p.node) + 1) = p.node || '/'
+		AND substr(cn.origin, 1, length(n.node) + 1) = n.node || '/' `
+	sqlPresence     = sqlPresenceFrom + `AND p.user = ?2`
+	sqlRoomPresence = sqlPresenceFrom + `AND p.user IN (SELECT user FROM outpost_relay_members WHERE room = ?2)`
 	sqlReplay = `SELECT ` + msgCols + ` FROM outpost_relay_messages
 		WHERE (to_user = ?1 OR room IN (SELECT room FROM outpost_relay_members WHERE user = ?1)) AND hlc > ?2 AND created > ?3
 		ORDER BY hlc, id LIMIT ?4`
@@ -132,9 +135,9 @@ func (r *Relay) presence(ctx context.Context, m *Message) ([]string, error) {
 	var rows [][]any
 	var err error
 	if m.Room != "" {
-		rows, err = r.query(ctx, sqlRoomPresence, m.Room, now)
+		rows, err = r.query(ctx, sqlRoomPresence, now, m.Room)
 	} else {
-		rows, err = r.query(ctx, sqlPresence, m.To, now)
+		rows, err = r.query(ctx, sqlPresence, now, m.To)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("relay: presence: %w", err)
@@ -146,12 +149,21 @@ func (r *Relay) presence(ctx context.Context, m *Message) ([]string, error) {
 	return out, nil
 }
 
-// setPresence writes this node's lease for users (until 0 withdraws it).
-func (r *Relay) setPresence(ctx context.Context, users []string, until int64) error {
+// setPresence marks users connected here (or, with on false, no longer)
+// and, when marking, renews this node's lease.
+func (r *Relay) setPresence(ctx context.Context, users []string, on bool) error {
+	now := time.Now().UnixMilli()
 	_, err := r.cfg.DB.Write(ctx, func(tx *store.Tx) error {
+		since := int64(0)
+		if on {
+			since = now
+			if err := r.renewTx(tx, now); err != nil {
+				return err
+			}
+		}
 		for _, u := range users {
 			if _, err := tx.ExecInternal(`INSERT INTO outpost_relay_presence (user, node, until) VALUES (?, ?, ?)
-				ON CONFLICT (user, node) DO UPDATE SET until = excluded.until`, u, r.cfg.Self, until); err != nil {
+				ON CONFLICT (user, node) DO UPDATE SET until = excluded.until`, u, r.cfg.Self, since); err != nil {
 				return err
 			}
 		}
@@ -161,6 +173,33 @@ func (r *Relay) setPresence(ctx context.Context, users []string, until int64) er
 		return fmt.Errorf("relay: presence: %w", err)
 	}
 	return nil
+}
+
+// renewTx renews this node's lease.
+func (r *Relay) renewTx(tx *store.Tx, now int64) error {
+	_, err := tx.ExecInternal(`INSERT INTO outpost_relay_nodes (node, until) VALUES (?, ?)
+		ON CONFLICT (node) DO UPDATE SET until = excluded.until`, r.cfg.Self, now+r.cfg.Lease.Milliseconds())
+	return err
+}
+
+// renew renews this node's lease (one row, whatever the number of users).
+func (r *Relay) renew(ctx context.Context) error {
+	_, err := r.cfg.DB.Write(ctx, func(tx *store.Tx) error { return r.renewTx(tx, time.Now().UnixMilli()) })
+	return err
+}
+
+// resetPresence withdraws the presence rows this node left when it stopped
+// without withdrawing them (killed): nobody is connected at start.
+func (r *Relay) resetPresence(ctx context.Context) error {
+	rows, err := r.query(ctx, `SELECT count(*) FROM outpost_relay_presence WHERE node = ? AND until > 0`, r.cfg.Self)
+	if err != nil || asInt(rows[0][0]) == 0 {
+		return err
+	}
+	_, err = r.cfg.DB.Write(ctx, func(tx *store.Tx) error {
+		_, err := tx.ExecInternal(`UPDATE outpost_relay_presence SET until = 0 WHERE node = ? AND until > 0`, r.cfg.Self)
+		return err
+	})
+	return err
 }
 
 // receipt records that user got (or read) the message msgID. A message

@@ -183,7 +183,7 @@ func (r *Relay) serveConnect(w http.ResponseWriter, req *http.Request) {
 // the hub, then the replay of what it missed.
 func (r *Relay) open(ctx context.Context, c *conn) error {
 	if r.hub.add(c) {
-		if err := r.setPresence(ctx, []string{c.user}, time.Now().Add(r.cfg.Lease).UnixMilli()); err != nil {
+		if err := r.setPresence(ctx, []string{c.user}, true); err != nil {
 			r.hub.remove(c)
 			return err
 		}
@@ -198,8 +198,15 @@ func (r *Relay) closeConn(c *conn) {
 	if r.hub.remove(c) && r.ctx.Err() == nil && !r.hub.has(c.user) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := r.setPresence(ctx, []string{c.user}, 0); err != nil {
+		if err := r.setPresence(ctx, []string{c.user}, false); err != nil {
 			r.log.Warn("relay: withdraw presence", "user", c.user, "err", err)
+		}
+		// A connection of the user that opened meanwhile may have been
+		// marked before this withdrawal committed: mark it again.
+		if r.hub.has(c.user) {
+			if err := r.setPresence(ctx, []string{c.user}, true); err != nil {
+				r.log.Warn("relay: presence", "user", c.user, "err", err)
+			}
 		}
 	}
 }

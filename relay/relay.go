@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -132,6 +133,9 @@ func New(cfg Config) *Relay {
 // Start starts the store watcher, the presence lease renewal and the
 // retention sweep.
 func (r *Relay) Start(ctx context.Context) error {
+	if err := r.resetPresence(ctx); err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
 	msgs, rcpts, err := r.maxRowids(ctx)
 	if err != nil {
 		return err
@@ -151,7 +155,7 @@ func (r *Relay) Close() {
 	r.wg.Wait()
 	if len(users) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = r.setPresence(ctx, users, 0)
+		_ = r.setPresence(ctx, users, false)
 		cancel()
 	}
 }

@@ -83,7 +83,8 @@ func (r *Relay) watchReceipts(last int64) int64 {
 	}
 }
 
-// renewLoop renews this node's presence leases while users are connected.
+// renewLoop renews this node's lease while users are connected: one row,
+// every third of the lease.
 func (r *Relay) renewLoop() {
 	defer r.wg.Done()
 	t := time.NewTicker(r.cfg.Lease / 3)
@@ -94,8 +95,8 @@ func (r *Relay) renewLoop() {
 		case <-r.ctx.Done():
 			return
 		}
-		if users := r.hub.userList(); len(users) > 0 {
-			if err := r.setPresence(r.ctx, users, time.Now().Add(r.cfg.Lease).UnixMilli()); err != nil && r.ctx.Err() == nil {
+		if r.hub.count() > 0 {
+			if err := r.renew(r.ctx); err != nil && r.ctx.Err() == nil {
 				r.log.Warn("relay: renew presence", "err", err)
 			}
 		}

@@ -13,8 +13,10 @@ import (
 // fleet-unique outpost_id(), node the sender's edge (which signs the row),
 // hlc the sender's edge's clock at the commit (the order of one sender).
 //
-// outpost_relay_presence: which node holds a user's connections, until when
-// (a lease renewed while connected; a killed node's rows expire).
+// outpost_relay_presence: which node holds a user's connections (until > 0:
+// since when; 0: withdrawn). A row counts only while its node's lease in
+// outpost_relay_nodes is alive: one row per node is renewed, not one per
+// user, and a killed node's users drop out together when its lease ends.
 //
 // outpost_relay_members: room membership.
 //
@@ -38,6 +40,10 @@ CREATE TABLE outpost_relay_presence (
 	node  TEXT NOT NULL,
 	until INTEGER NOT NULL DEFAULT 0,
 	PRIMARY KEY (user, node)
+);
+CREATE TABLE outpost_relay_nodes (
+	node  TEXT PRIMARY KEY NOT NULL,
+	until INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE outpost_relay_members (
 	room TEXT NOT NULL,
