@@ -521,3 +521,32 @@ func TestFleet_RelayReplicationPath(t *testing.T) {
 	}
 	t.Logf("delivered by replication in %v", time.Since(start))
 }
+
+// TestFleet_RelaySenderEdgeRestart: the sender's edge goes down right after
+// acknowledging (and comes back); the recipient, who connects at another
+// farm's edge, gets every acknowledged message once, in order. (A kill -9
+// after the ack is the store's guarantee: the ack follows the fsync; see
+// the e2e kill tests.)
+func TestFleet_RelaySenderEdgeRestart(t *testing.T) {
+	f := startRelayFleet(t, node.RelayConfig{})
+	e1 := f.Node("EDGE01")
+	tok := relayToken(t, e1, "ann")
+	var want []string
+	for i := range 5 {
+		text := fmt.Sprintf("r%d", i)
+		if st, out := relaySend(t, e1, tok, fmt.Sprintf(`{"to":"ben","id":"r%d","body":{"text":%q}}`, i, text)); st != 200 {
+			t.Fatalf("send: %d %v", st, out)
+		}
+		want = append(want, text)
+	}
+	if _, err := f.Restart(context.Background(), "EDGE01", nil); err != nil {
+		t.Fatal(err)
+	}
+	e4 := f.Node("EDGE04")
+	waitRows(t, e4, `SELECT count(*) FROM outpost_relay_messages WHERE to_user = 'ben'`, 5)
+	ben := dialRelay(t, e4, "ben", 0)
+	if got := ben.messages(5); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("ben got %v, want %v", got, want)
+	}
+	ben.next("caughtup")
+}

@@ -26,7 +26,7 @@ const (
 		AND substr(cn.origin, 1, length(n.node) + 1) = n.node || '/' `
 	sqlPresence     = sqlPresenceFrom + `AND p.user = ?2`
 	sqlRoomPresence = sqlPresenceFrom + `AND p.user IN (SELECT user FROM outpost_relay_members WHERE room = ?2)`
-	sqlReplay = `SELECT ` + msgCols + ` FROM outpost_relay_messages
+	sqlReplay       = `SELECT ` + msgCols + ` FROM outpost_relay_messages
 		WHERE (to_user = ?1 OR room IN (SELECT room FROM outpost_relay_members WHERE user = ?1)) AND hlc > ?2 AND created > ?3
 		ORDER BY hlc, id LIMIT ?4`
 )
