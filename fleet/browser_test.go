@@ -2,7 +2,7 @@ package fleet_test
 
 import (
 	"context"
-	osexec "os/exec"
+	"github.com/outpost-edge/outpost/internal/testutil"
 	"strings"
 	"testing"
 	"time"
@@ -10,21 +10,11 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// chromium finds a local Chromium or Chrome; "" when there is none.
-func chromium() string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if p, err := osexec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
 // TestFleet_SiteInBrowser opens the demo site at EDGE04 in a real headless
 // Chromium: the list shows a page created at EDGE01, a click opens it,
 // rendered by EDGE04, in the browser's language.
 func TestFleet_SiteInBrowser(t *testing.T) {
-	bin := chromium()
+	bin := testutil.Chromium()
 	if bin == "" {
 		t.Skip("no chromium found on PATH (apt-get install chromium; .ci/run installs it): browser test skipped")
 	}

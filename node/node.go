@@ -20,6 +20,7 @@ import (
 	"github.com/outpost-edge/outpost/identity"
 	"github.com/outpost-edge/outpost/peer"
 	"github.com/outpost-edge/outpost/policy"
+	"github.com/outpost-edge/outpost/relay"
 	"github.com/outpost-edge/outpost/replication"
 	"github.com/outpost-edge/outpost/schema"
 	"github.com/outpost-edge/outpost/store"
@@ -82,7 +83,9 @@ type Config struct {
 	// CommitHook is passed to store.Options.CommitHook (fault-injection
 	// tests only).
 	CommitHook func() error
-	Logger     *slog.Logger
+	// Relay tunes the chat relay (docs/RELAY.md).
+	Relay  RelayConfig
+	Logger *slog.Logger
 
 	// PublicConfig is the public listener: site, caching proxy, purges (public.go).
 	PublicConfig
@@ -107,6 +110,8 @@ type Node struct {
 	limiterState
 	publicState
 	beaconState
+	// Relay is the chat relay behind /v1/relay/* and /chat/.
+	Relay *relay.Relay
 
 	metrics  *metrics
 	started  time.Time
@@ -188,8 +193,16 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		st.Close()
 		return nil, fmt.Errorf("open node: beacons: %w", err)
 	}
+	if err := n.openRelay(ctx); err != nil {
+		n.stopBeacons()
+		n.closeLimiter()
+		n.closePeers(ctx)
+		st.Close()
+		return nil, fmt.Errorf("open node: %w", err)
+	}
 	if err := n.openPublic(ctx, string(ddl)); err != nil {
 		n.closePublic(ctx)
+		n.closeRelay()
 		n.stopBeacons()
 		n.closeLimiter()
 		n.closePeers(ctx)
@@ -198,6 +211,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	if n.apiLn, err = net.Listen("tcp", cfg.APIAddr); err != nil {
 		n.closePublic(ctx)
+		n.closeRelay()
 		n.stopBeacons()
 		n.closeLimiter()
 		n.closePeers(ctx)
@@ -278,6 +292,7 @@ func (n *Node) Close(ctx context.Context) error {
 	n.stopBeacons()
 	n.closeLimiter()
 	n.closePublic(ctx)
+	n.closeRelay()
 	err := n.apiSrv.Shutdown(ctx)
 	_ = n.apiLn.Close() // in case Serve never ran
 	if perr := n.closePeers(ctx); perr != nil && err == nil {

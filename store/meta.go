@@ -121,7 +121,7 @@ func (s *Store) setMeta(ctx context.Context, key string, value any) error {
 // adds appended columns (a rolling upgrade), creates indexes, views and
 // triggers, and (re)creates the capture triggers, all in one transaction.
 func (s *Store) applySchema(ctx context.Context) error {
-	internal, err := schema.ParseInternal(ctx, internalSchema+purgesSchema)
+	internal, err := schema.ParseInternal(ctx, internalSchema+purgesSchema+relaySchema)
 	if err != nil {
 		return fmt.Errorf("internal schema: %w", err)
 	}
@@ -154,7 +154,7 @@ func (s *Store) applySchema(ctx context.Context) error {
 				return fmt.Errorf("apply schema: %w", err)
 			}
 		}
-		for _, o := range s.schema.Objects {
+		for _, o := range append(append([]schema.Object{}, internal.Objects...), s.schema.Objects...) {
 			if err := s.ensureObject(ctx, o); err != nil {
 				return fmt.Errorf("apply schema: %w", err)
 			}

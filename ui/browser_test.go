@@ -2,7 +2,7 @@ package ui_test
 
 import (
 	"context"
-	"os/exec"
+	"github.com/outpost-edge/outpost/internal/testutil"
 	"strings"
 	"testing"
 	"time"
@@ -18,10 +18,8 @@ import (
 // test with the way to install one.
 func chromium(t *testing.T) string {
 	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
+	if p := testutil.Chromium(); p != "" {
+		return p
 	}
 	t.Skip("browser test skipped: no chromium on PATH; install it with `apt-get install -y chromium` (.ci/run does)")
 	return ""

@@ -28,12 +28,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	duration := fs.Duration("duration", 5*time.Second, "time limit per scenario")
 	maxOps := fs.Int64("max-ops", 200_000, "operation limit per scenario")
 	asJSON := fs.Bool("json", false, "print results as JSON")
-	suite := fs.String("suite", "api", "api (one node's API and disk), replication (the 'up' fleet in this process: propagation, throughput, catch-up), processes (one 'outpost serve' process per node: deliveries per change, settle time, write rate, idle cost), limiter (the global rate limiter simulated with 52 nodes), limit-http (POST /v1/limit decisions on the local path against --target or a node it starts), beacons (beacon intake at one edge against the fsync rate, bytes per stored beacon, and end to end to both aggregators of the 'up' fleet in this process), fleet (1 master, 2 nodes, --farms x --edges simulated in this process with partitions and a hub loss) or site (the public listener on the demo fleet in this process: cache hits vs /v1/query, rendering, the caching proxy, purge and data-change invalidation across the fleet)")
+	suite := fs.String("suite", "api", "api (one node's API and disk), replication (the 'up' fleet in this process: propagation, throughput, catch-up), processes (one 'outpost serve' process per node: deliveries per change, settle time, write rate, idle cost), limiter (the global rate limiter simulated with 52 nodes), limit-http (POST /v1/limit decisions on the local path against --target or a node it starts), beacons (beacon intake at one edge against the fsync rate, bytes per stored beacon, and end to end to both aggregators of the 'up' fleet in this process), fleet (1 master, 2 nodes, --farms x --edges simulated in this process with partitions and a hub loss), relay (the chat relay on the 'up' fleet in this process: cross-farm and same-farm message latency, --conns idle connections and a room fan-out) or site (the public listener on the demo fleet in this process: cache hits vs /v1/query, rendering, the caching proxy, purge and data-change invalidation across the fleet)")
 	farms := fs.Int("farms", 2, "processes suite: farms in the fleet (1 master + 1 node + farms x edges)")
 	edges := fs.Int("edges", 2, "processes suite: edges per farm")
 	writes := fs.Int("writes", 200, "processes suite: rows written at the first edge, one per transaction")
 	conc := fs.Int("concurrency", 16, "processes suite: clients writing at once")
 	idle := fs.Duration("idle", 10*time.Second, "processes suite: how long the idle fleet is measured (0 = skip)")
+	conns := fs.Int("conns", 10000, "relay suite: idle WebSocket connections opened on one edge (0 = skip)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -93,6 +94,20 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *suite == "limiter" { // in-process simulation of the global rate limiter (bench/limiter.go)
 		return bench.LimiterSuite(ctx, bench.DefaultLimiterOptions, stdout, stderr, *asJSON)
 	}
+	if *suite == "relay" { // the chat relay on the demo fleet (bench/relay.go)
+		dir := *dataDir
+		if dir == "" {
+			d, err := os.MkdirTemp("", "outpost-bench-relay-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(d)
+			dir = d
+		}
+		o := bench.DefaultRelayOptions
+		o.Duration, o.Conns = *duration, *conns
+		return bench.RelaySuite(ctx, dir, o, stdout, stderr, *asJSON)
+	}
 	if *suite == "replication" {
 		results, err := bench.Replication(ctx, lim, func(r bench.Result) {
 			if !*asJSON {
@@ -104,7 +119,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return printResults(stdout, results, *asJSON, 0)
 	} else if *suite != "api" && *suite != "limit-http" && *suite != "beacons" {
-		return fmt.Errorf("--suite %q: want api, limit-http, beacons, replication, processes, limiter, fleet or site", *suite)
+		return fmt.Errorf("--suite %q: want api, limit-http, beacons, replication, processes, limiter, fleet, relay or site", *suite)
 	}
 	dir := *dataDir
 	if dir == "" {

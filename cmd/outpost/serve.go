@@ -15,6 +15,7 @@ import (
 	"github.com/outpost-edge/outpost"
 	"github.com/outpost-edge/outpost/api"
 	"github.com/outpost-edge/outpost/node"
+	"github.com/outpost-edge/outpost/relay"
 	"github.com/outpost-edge/outpost/replication"
 	"github.com/outpost-edge/outpost/store"
 )
@@ -69,6 +70,10 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	originTimeout := fs.Duration("origin-timeout", node.DefaultOriginTimeout, "longest origin fetch (headers and body); past it 504, or the stale copy within stale-if-error")
 	cacheSize := fs.Int64("cache-size", node.DefaultCacheSize, "bytes of cached responses and rendered pages on --http (LRU)")
 	cacheMaxObject := fs.Int64("cache-max-object", 0, "largest response kept in the cache, in bytes; larger ones are streamed, not kept; 0 = cache-size/8")
+	relayRetention := fs.Duration("relay-retention", relay.DefaultRetention, "chat relay: how long a message is kept for offline and moving users (docs/RELAY.md)")
+	relayLease := fs.Duration("relay-lease", relay.DefaultLease, "chat relay: presence lease; a node that stops renewing (killed) drops out of routing after this")
+	relayMaxMessage := fs.Int("relay-max-message", relay.DefaultMaxMessage, "chat relay: largest message body in bytes; beyond, 413 message_too_large")
+	relayMaxConns := fs.Int("relay-max-conns", relay.DefaultMaxConns, "chat relay: most client connections on this node; beyond, 503 too_many_connections")
 	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile of the whole run to this file (for performance work)")
 	var idf identityFlags
 	idf.register(fs)
@@ -94,6 +99,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		PublicConfig: node.PublicConfig{HTTPAddr: *httpAddr, SiteDir: *siteDir, Origin: *origin, OriginTimeout: *originTimeout,
 			CacheSize: *cacheSize, CacheMaxObject: *cacheMaxObject},
 		Beacons: bf.config(),
+		Relay:   node.RelayConfig{Retention: *relayRetention, Lease: *relayLease, MaxMessage: *relayMaxMessage, MaxConns: *relayMaxConns},
 	}
 	if cfg.StatementTimeout == 0 {
 		cfg.StatementTimeout = -1 // the flag's 0 means none

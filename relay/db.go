@@ -1,0 +1,254 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/outpost-edge/outpost/store"
+)
+
+// The relay's SQL on the replicated tables of store/relay.go.
+const (
+	msgCols = `id, cid, sender, to_user, room, body, node, hlc, created, sig`
+	// A presence row counts only if the node it names wrote it and that
+	// node's lease is alive and was written by that node too: the origin
+	// of each row's clock entry is checked (another node's forged row is
+	// ignored).
+	sqlPresenceFrom = `SELECT DISTINCT p.node FROM outpost_relay_presence AS p
+		JOIN outpost_relay_nodes AS n ON n.node = p.node
+		JOIN outpost_clock__outpost_relay_presence AS c ON c.pk0 = p.user AND c.pk1 = p.node AND c.col = 'until'
+		JOIN outpost_clock__outpost_relay_nodes AS cn ON cn.pk0 = n.node AND cn.col = 'until'
+		WHERE p.until > 0 AND n.until > ?1
+		AND substr(c.origin, 1, length(p.node) + 1) = p.node || '/'
+		AND substr(cn.origin, 1, length(n.node) + 1) = n.node || '/' `
+	sqlPresence     = sqlPresenceFrom + `AND p.user = ?2`
+	sqlRoomPresence = sqlPresenceFrom + `AND p.user IN (SELECT user FROM outpost_relay_members WHERE room = ?2)`
+	sqlReplay       = `SELECT ` + msgCols + ` FROM outpost_relay_messages
+		WHERE (to_user = ?1 OR room IN (SELECT room FROM outpost_relay_members WHERE user = ?1)) AND hlc > ?2 AND created > ?3
+		ORDER BY hlc, id LIMIT ?4`
+)
+
+func (r *Relay) query(ctx context.Context, q string, args ...any) ([][]any, error) {
+	rows, err := r.cfg.DB.Query(ctx, store.Statement{SQL: q, Args: args})
+	if err != nil {
+		return nil, err
+	}
+	return rows.Rows, nil
+}
+
+func (r *Relay) maxRowids(ctx context.Context) (msgs, rcpts int64, err error) {
+	rows, err := r.query(ctx, `SELECT (SELECT coalesce(max(rowid), 0) FROM outpost_relay_messages), (SELECT coalesce(max(rowid), 0) FROM outpost_relay_receipts)`)
+	if err != nil {
+		return 0, 0, fmt.Errorf("relay: %w", err)
+	}
+	return asInt(rows[0][0]), asInt(rows[0][1]), nil
+}
+
+func asInt(v any) int64 {
+	switch x := v.(type) {
+	case int64:
+		return x
+	case float64:
+		return int64(x)
+	}
+	return 0
+}
+
+func asString(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case []byte:
+		return string(x)
+	}
+	return ""
+}
+
+func asBytes(v any) []byte {
+	switch x := v.(type) {
+	case []byte:
+		return x
+	case string:
+		return []byte(x)
+	}
+	return nil
+}
+
+// scanMsg reads a row of msgCols (from offset off).
+func scanMsg(row []any, off int) *Message {
+	return &Message{
+		ID: asString(row[off]), CID: asString(row[off+1]), From: asString(row[off+2]), To: asString(row[off+3]),
+		Room: asString(row[off+4]), Body: json.RawMessage(asString(row[off+5])), Node: asString(row[off+6]),
+		HLC: asInt(row[off+7]), Created: asInt(row[off+8]), Sig: asBytes(row[off+9]),
+	}
+}
+
+// store makes the message durable (or finds the one a retry already
+// stored) and returns it.
+func (r *Relay) store(ctx context.Context, from string, in *SendRequest) (*Message, bool, error) {
+	var (
+		m   *Message
+		dup bool
+	)
+	id := r.cfg.DB.ID()
+	_, err := r.cfg.DB.Write(ctx, func(tx *store.Tx) error {
+		rows, err := tx.QueryInternal(`SELECT `+msgCols+` FROM outpost_relay_messages WHERE sender = ? AND cid = ?`, from, in.ID)
+		if err != nil {
+			return err
+		}
+		if len(rows) > 0 {
+			m, dup = scanMsg(rows[0], 0), true
+			return nil
+		}
+		m = &Message{ID: id, CID: in.ID, From: from, To: in.To, Room: in.Room, Body: in.Body, Node: r.cfg.Self,
+			HLC: int64(tx.HLC()), Created: time.Now().UnixMilli()}
+		m.Sig = r.cfg.Keys.Sign(m.signed())
+		_, err = tx.ExecInternal(`INSERT INTO outpost_relay_messages (`+msgCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			m.ID, m.CID, m.From, m.To, m.Room, string(m.Body), m.Node, m.HLC, m.Created, m.Sig)
+		return err
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("relay: store message: %w", err)
+	}
+	if dup && (m.To != in.To || m.Room != in.Room || !jsonEqual(m.Body, in.Body)) {
+		return nil, false, errorf(http.StatusConflict, "id_reused", "message id %q was already used for a different message; use a new id per message and the same id only for retries", in.ID)
+	}
+	return m, dup, nil
+}
+
+func jsonEqual(a, b json.RawMessage) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return string(a) == string(b)
+	}
+	ab, _ := json.Marshal(x)
+	bb, _ := json.Marshal(y)
+	return string(ab) == string(bb)
+}
+
+// presence returns the nodes holding connections of the recipient(s).
+func (r *Relay) presence(ctx context.Context, m *Message) ([]string, error) {
+	now := time.Now().UnixMilli()
+	var rows [][]any
+	var err error
+	if m.Room != "" {
+		rows, err = r.query(ctx, sqlRoomPresence, now, m.Room)
+	} else {
+		rows, err = r.query(ctx, sqlPresence, now, m.To)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("relay: presence: %w", err)
+	}
+	out := make([]string, 0, len(rows))
+	for _, row := range rows {
+		out = append(out, asString(row[0]))
+	}
+	return out, nil
+}
+
+// setPresence marks users connected here (or, with on false, no longer)
+// and, when marking, renews this node's lease.
+func (r *Relay) setPresence(ctx context.Context, users []string, on bool) error {
+	now := time.Now().UnixMilli()
+	_, err := r.cfg.DB.Write(ctx, func(tx *store.Tx) error {
+		since := int64(0)
+		if on {
+			since = now
+			if err := r.renewTx(tx, now); err != nil {
+				return err
+			}
+		}
+		for _, u := range users {
+			if _, err := tx.ExecInternal(`INSERT INTO outpost_relay_presence (user, node, until) VALUES (?, ?, ?)
+				ON CONFLICT (user, node) DO UPDATE SET until = excluded.until`, u, r.cfg.Self, since); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("relay: presence: %w", err)
+	}
+	return nil
+}
+
+// renewTx renews this node's lease.
+func (r *Relay) renewTx(tx *store.Tx, now int64) error {
+	_, err := tx.ExecInternal(`INSERT INTO outpost_relay_nodes (node, until) VALUES (?, ?)
+		ON CONFLICT (node) DO UPDATE SET until = excluded.until`, r.cfg.Self, now+r.cfg.Lease.Milliseconds())
+	return err
+}
+
+// renew renews this node's lease (one row, whatever the number of users).
+func (r *Relay) renew(ctx context.Context) error {
+	_, err := r.cfg.DB.Write(ctx, func(tx *store.Tx) error { return r.renewTx(tx, time.Now().UnixMilli()) })
+	return err
+}
+
+// resetPresence withdraws the presence rows this node left when it stopped
+// without withdrawing them (killed): nobody is connected at start.
+func (r *Relay) resetPresence(ctx context.Context) error {
+	rows, err := r.query(ctx, `SELECT count(*) FROM outpost_relay_presence WHERE node = ? AND until > 0`, r.cfg.Self)
+	if err != nil || asInt(rows[0][0]) == 0 {
+		return err
+	}
+	_, err = r.cfg.DB.Write(ctx, func(tx *store.Tx) error {
+		_, err := tx.ExecInternal(`UPDATE outpost_relay_presence SET until = 0 WHERE node = ? AND until > 0`, r.cfg.Self)
+		return err
+	})
+	return err
+}
+
+// receipt records that user got (or read) the message msgID. A message
+// the connection got is known by the connection (the forward may arrive
+// before the row replicates here); otherwise the row must be here and the
+// user one of its recipients.
+func (r *Relay) receipt(ctx context.Context, c *conn, msgID, kind string) error {
+	now := time.Now().UnixMilli()
+	ref, ok := c.delivered(msgID)
+	_, err := r.cfg.DB.Write(ctx, func(tx *store.Tx) error {
+		if ok {
+			_, err := tx.ExecInternal(`INSERT INTO outpost_relay_receipts (msg, user, kind, sender, cid, at) VALUES (?, ?, ?, ?, ?, ?)
+				ON CONFLICT (msg, user, kind) DO NOTHING`, msgID, c.user, kind, ref.from, ref.cid, now)
+			return err
+		}
+		_, err := tx.ExecInternal(`INSERT INTO outpost_relay_receipts (msg, user, kind, sender, cid, at)
+			SELECT id, ?1, ?2, sender, cid, ?3 FROM outpost_relay_messages
+			WHERE id = ?4 AND (to_user = ?1 OR room IN (SELECT room FROM outpost_relay_members WHERE user = ?1))
+			ON CONFLICT (msg, user, kind) DO NOTHING`, c.user, kind, now, msgID)
+		return err
+	})
+	return err
+}
+
+// join adds (or with leave removes) user to room.
+func (r *Relay) join(ctx context.Context, user, room string, leave bool) error {
+	if err := checkName("room", room); err != nil {
+		return err
+	}
+	_, err := r.cfg.DB.Write(ctx, func(tx *store.Tx) error {
+		q := `INSERT INTO outpost_relay_members (room, user) VALUES (?, ?) ON CONFLICT DO NOTHING`
+		if leave {
+			q = `DELETE FROM outpost_relay_members WHERE room = ? AND user = ?`
+		}
+		_, err := tx.ExecInternal(q, room, user)
+		return err
+	})
+	return err
+}
+
+// roomMembers lists a room's members.
+func (r *Relay) roomMembers(ctx context.Context, room string) ([]string, error) {
+	rows, err := r.query(ctx, `SELECT user FROM outpost_relay_members WHERE room = ?`, room)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(rows))
+	for i, row := range rows {
+		out[i] = asString(row[0])
+	}
+	return out, nil
+}

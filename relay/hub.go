@@ -1,0 +1,197 @@
+package relay
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// conn is one client connection (one device of a user) as the hub sees it:
+// a bounded queue of frames drained by the connection's writer.
+type conn struct {
+	user, device string
+	out          chan []byte
+	kill         func(slow bool) // closes the connection (slow: as a slow consumer)
+	closed       atomic.Bool
+
+	mu        sync.Mutex
+	replaying bool              // frames wait in pending until the replay is sent
+	pending   [][]byte          // live frames that arrived during the replay
+	seen      map[string]msgRef // delivered message ids (and what a receipt needs)
+	order     []string          // seen, oldest first (bounded)
+}
+
+// maxSeen bounds the message IDs a connection remembers for dedupe.
+const maxSeen = 4096
+
+func newConn(user, device string, buffer int, kill func(bool)) *conn {
+	return &conn{user: user, device: device, out: make(chan []byte, buffer), kill: kill, replaying: true}
+}
+
+// msgRef is what a receipt for a delivered message needs.
+type msgRef struct{ from, cid string }
+
+// markSeen records key and reports whether it was new.
+func (c *conn) markSeen(key string, ref msgRef) bool {
+	if c.seen == nil {
+		c.seen = map[string]msgRef{}
+	}
+	if _, ok := c.seen[key]; ok {
+		return false
+	}
+	c.seen[key] = ref
+	c.order = append(c.order, key)
+	if len(c.order) > maxSeen {
+		delete(c.seen, c.order[0])
+		c.order = c.order[1:]
+	}
+	return true
+}
+
+// offer queues a live frame unless the connection already got key. It
+// returns false for a duplicate. A full queue closes the connection as a
+// slow consumer (the message stays durable; the client resumes with since).
+func (c *conn) offer(key string, ref msgRef, frame []byte, st *Stats) bool {
+	c.mu.Lock()
+	if !c.markSeen(key, ref) {
+		c.mu.Unlock()
+		st.Redeliveries.Add(1)
+		return false
+	}
+	if c.replaying {
+		c.pending = append(c.pending, frame)
+		c.mu.Unlock()
+		return true
+	}
+	c.mu.Unlock()
+	return c.push(frame, st)
+}
+
+func (c *conn) push(frame []byte, st *Stats) bool {
+	if c.closed.Load() {
+		return false
+	}
+	select {
+	case c.out <- frame:
+		st.MessagesOut.Add(1)
+		return true
+	default:
+		st.SlowConsumers.Add(1)
+		c.kill(true)
+		return false
+	}
+}
+
+// hub indexes the node's connections by user.
+type hub struct {
+	mu    sync.RWMutex
+	users map[string]map[*conn]struct{}
+	n     int
+}
+
+func newHub() *hub { return &hub{users: map[string]map[*conn]struct{}{}} }
+
+// add registers c and reports whether it is the user's first connection
+// here.
+func (h *hub) add(c *conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	set := h.users[c.user]
+	first := set == nil
+	if first {
+		set = map[*conn]struct{}{}
+		h.users[c.user] = set
+	}
+	set[c] = struct{}{}
+	h.n++
+	return first
+}
+
+// remove unregisters c and reports whether it was the user's last one.
+func (h *hub) remove(c *conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	set := h.users[c.user]
+	if _, ok := set[c]; !ok {
+		return false
+	}
+	delete(set, c)
+	h.n--
+	if len(set) == 0 {
+		delete(h.users, c.user)
+		return true
+	}
+	return false
+}
+
+func (h *hub) count() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.n
+}
+
+func (h *hub) has(user string) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.users[user]) > 0
+}
+
+// conns returns the user's connections.
+func (h *hub) conns(user string) []*conn {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]*conn, 0, len(h.users[user]))
+	for c := range h.users[user] {
+		out = append(out, c)
+	}
+	return out
+}
+
+func (h *hub) userList() []string {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]string, 0, len(h.users))
+	for u := range h.users {
+		out = append(out, u)
+	}
+	return out
+}
+
+// closeAll closes every connection and returns the users that had one.
+func (h *hub) closeAll() []string {
+	users := h.userList()
+	h.mu.RLock()
+	var all []*conn
+	for _, set := range h.users {
+		for c := range set {
+			all = append(all, c)
+		}
+	}
+	h.mu.RUnlock()
+	for _, c := range all {
+		c.kill(false)
+	}
+	return users
+}
+
+// Stats are the relay's counters (exported as metrics by the node).
+type Stats struct {
+	MessagesIn    atomic.Int64 // messages accepted from clients (durable)
+	MessagesOut   atomic.Int64 // frames pushed to client connections
+	Duplicates    atomic.Int64 // sends that were retries of a stored message
+	Redeliveries  atomic.Int64 // a message reached a connection again and was suppressed
+	Forwarded     atomic.Int64 // forwards answered by the target (or relayed)
+	ForwardFailed atomic.Int64 // forwards given up (replication delivers them)
+	Refused       atomic.Int64 // forwards refused (forged sender or signature, not a relay)
+	SlowConsumers atomic.Int64 // connections closed because their queue was full
+	BadFrames     atomic.Int64 // malformed client frames
+	Drops         atomic.Int64 // messages lost on the server side: should stay 0
+}
+
+// delivered returns what a receipt for the message id needs, if this
+// connection got it.
+func (c *conn) delivered(id string) (msgRef, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ref, ok := c.seen[id]
+	return ref, ok && ref.from != ""
+}

@@ -1,0 +1,169 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// forwardQueue bounds the messages waiting to be forwarded to one node;
+// beyond it a forward is skipped (replication still delivers the message).
+const forwardQueue = 4096
+
+// forwardAttempts is how often a forward is tried before it is left to
+// replication.
+const forwardAttempts = 5
+
+// forwarder sends messages to one target node in order.
+type forwarder struct {
+	target string
+	ch     chan *Message
+}
+
+// dispatch resolves the nodes where m's recipients are connected and queues
+// a forward to each other node (in send order per target). It returns the
+// nodes found.
+func (r *Relay) dispatch(ctx context.Context, m *Message) []string {
+	nodes, err := r.presence(ctx, m)
+	if err != nil {
+		r.log.Warn("relay: resolve presence", "err", err)
+		return nil
+	}
+	if r.cfg.Transport == nil {
+		return nodes
+	}
+	for _, n := range nodes {
+		if n == r.cfg.Self {
+			continue // the store watcher delivers here
+		}
+		fw := r.forwarder(n)
+		select {
+		case fw.ch <- m:
+		default:
+			r.Stats.ForwardFailed.Add(1)
+		}
+	}
+	return nodes
+}
+
+func (r *Relay) forwarder(target string) *forwarder {
+	r.fwMu.Lock()
+	defer r.fwMu.Unlock()
+	fw := r.forwarders[target]
+	if fw == nil {
+		fw = &forwarder{target: target, ch: make(chan *Message, forwardQueue)}
+		r.forwarders[target] = fw
+		r.wg.Add(1)
+		go r.forwardLoop(fw)
+	}
+	return fw
+}
+
+// forwardLoop sends what is queued for one target, in order, as batches:
+// whatever queued up during one call goes in the next.
+func (r *Relay) forwardLoop(fw *forwarder) {
+	defer r.wg.Done()
+	for {
+		var m *Message
+		select {
+		case m = <-fw.ch:
+		case <-r.ctx.Done():
+			return
+		}
+		batch, size := []Message{*m}, len(m.Body)
+	fill:
+		for len(batch) < MaxForwardMessages && size < MaxForwardBytes {
+			select {
+			case m = <-fw.ch:
+				batch = append(batch, *m)
+				size += len(m.Body)
+			default:
+				break fill
+			}
+		}
+		r.forwardBatch(fw.target, batch)
+	}
+}
+
+// forwardBatch sends msgs to target, through a core node when the policy
+// forbids a direct call, retrying a few times with backoff. A message not
+// forwarded is not lost: it is durable here and replicates.
+func (r *Relay) forwardBatch(target string, msgs []Message) {
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		via, ok := r.cfg.Transport.Route(target)
+		if ok {
+			t := time.Now()
+			ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+			_, err := r.cfg.Transport.Forward(ctx, via, Forward{Target: target, Msgs: msgs})
+			cancel()
+			if err == nil {
+				r.Stats.Forwarded.Add(int64(len(msgs)))
+				if r.cfg.OnForward != nil {
+					r.cfg.OnForward(time.Since(t))
+				}
+				return
+			}
+			var e *Error
+			if errors.As(err, &e) && e.Status == http.StatusForbidden {
+				r.log.Warn("relay: forward refused", "target", target, "via", via, "err", err)
+				break
+			}
+			r.log.Debug("relay: forward failed", "target", target, "via", via, "attempt", attempt, "err", err)
+		}
+		if attempt >= forwardAttempts {
+			break
+		}
+		select {
+		case <-time.After(backoff):
+		case <-r.ctx.Done():
+			return
+		}
+		backoff *= 2
+	}
+	r.Stats.ForwardFailed.Add(int64(len(msgs)))
+}
+
+// HandleForward serves a forward from the peer from (authenticated by the
+// peer transport; fromCore: a master or node). A forward must carry a
+// message signed by the node it names, and an edge may only forward its
+// own; a core node passes on forwards for other nodes.
+func (r *Relay) HandleForward(ctx context.Context, from string, fromCore bool, f Forward) (ForwardReply, error) {
+	if len(f.Msgs) == 0 || len(f.Msgs) > MaxForwardMessages {
+		return ForwardReply{}, errorf(http.StatusBadRequest, "bad_forward", "a forward carries 1 to %d messages, got %d", MaxForwardMessages, len(f.Msgs))
+	}
+	for i := range f.Msgs {
+		m := &f.Msgs[i]
+		if err := r.verify(m); err != nil {
+			r.Stats.Refused.Add(1)
+			return ForwardReply{}, errorf(http.StatusForbidden, "forged_message", "%v", err)
+		}
+		if !fromCore && m.Node != from {
+			r.Stats.Refused.Add(1)
+			return ForwardReply{}, errorf(http.StatusForbidden, "forged_sender", "%s forwarded a message of %s; an edge forwards only its own", from, m.Node)
+		}
+	}
+	if f.Target == r.cfg.Self {
+		n := 0
+		for i := range f.Msgs {
+			n += r.deliver(ctx, &f.Msgs[i])
+		}
+		return ForwardReply{Delivered: n}, nil
+	}
+	if !r.cfg.Core || r.cfg.Transport == nil {
+		r.Stats.Refused.Add(1)
+		return ForwardReply{}, errorf(http.StatusForbidden, "not_a_relay", "%s is not a core node and does not pass forwards on (target %s)", r.cfg.Self, f.Target)
+	}
+	via, ok := r.cfg.Transport.Route(f.Target)
+	if !ok || via != f.Target {
+		return ForwardReply{}, errorf(http.StatusBadGateway, "no_route", "no direct route from %s to %s", r.cfg.Self, f.Target)
+	}
+	rep, err := r.cfg.Transport.Forward(ctx, via, f)
+	if err != nil {
+		return ForwardReply{}, fmt.Errorf("relay: pass on to %s: %w", via, err)
+	}
+	r.Stats.Forwarded.Add(int64(len(f.Msgs)))
+	return rep, nil
+}

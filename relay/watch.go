@@ -1,0 +1,142 @@
+package relay
+
+import (
+	"context"
+	"time"
+)
+
+// watchPage is how many new rows one watcher query reads.
+const watchPage = 1000
+
+// watch pushes the messages and receipts that arrive in the store (written
+// here or replicated from elsewhere) to this node's connections. It wakes
+// on the store's Changed notification: no polling.
+func (r *Relay) watch(lastMsg, lastRcpt int64) {
+	defer r.wg.Done()
+	for {
+		changed := r.cfg.DB.Changed()
+		lastMsg = r.watchMessages(lastMsg)
+		lastRcpt = r.watchReceipts(lastRcpt)
+		select {
+		case <-changed:
+		case <-r.ctx.Done():
+			return
+		}
+	}
+}
+
+func (r *Relay) watchMessages(last int64) int64 {
+	// Nobody to push to: skip what arrived. The highest rowid is read
+	// before the hub is asked: a connection registered after that asks
+	// the store for its replay later, so it gets every row up to it.
+	if mx, _, err := r.maxRowids(r.ctx); err == nil && mx >= last && r.hub.count() == 0 {
+		return mx
+	}
+	for {
+		rows, err := r.query(r.ctx, `SELECT rowid, `+msgCols+` FROM outpost_relay_messages WHERE rowid > ? ORDER BY rowid LIMIT ?`, last, watchPage)
+		if err != nil {
+			if r.ctx.Err() == nil {
+				r.log.Warn("relay: watch messages", "err", err)
+			}
+			return last
+		}
+		if len(rows) == 0 {
+			// Retention may have emptied the table and SQLite reuses
+			// rowids from 1 then: start over below the highest one.
+			if mx, _, err := r.maxRowids(r.ctx); err == nil && mx < last {
+				return 0
+			}
+			return last
+		}
+		for _, row := range rows {
+			last = asInt(row[0])
+			r.deliver(r.ctx, scanMsg(row, 1))
+		}
+		if len(rows) < watchPage {
+			return last
+		}
+	}
+}
+
+func (r *Relay) watchReceipts(last int64) int64 {
+	for {
+		rows, err := r.query(r.ctx, `SELECT rowid, msg, user, kind, sender, cid, at FROM outpost_relay_receipts WHERE rowid > ? ORDER BY rowid LIMIT ?`, last, watchPage)
+		if err != nil {
+			if r.ctx.Err() == nil {
+				r.log.Warn("relay: watch receipts", "err", err)
+			}
+			return last
+		}
+		for _, row := range rows {
+			last = asInt(row[0])
+			r.deliverReceipt(receiptFrame{Type: "receipt", MsgID: asString(row[1]), User: asString(row[2]), Kind: asString(row[3]),
+				senderUser: asString(row[4]), CID: asString(row[5]), At: asInt(row[6])})
+		}
+		if len(rows) < watchPage {
+			if len(rows) == 0 {
+				if _, mx, err := r.maxRowids(r.ctx); err == nil && mx < last {
+					return 0
+				}
+			}
+			return last
+		}
+	}
+}
+
+// renewLoop renews this node's lease while users are connected: one row,
+// every third of the lease.
+func (r *Relay) renewLoop() {
+	defer r.wg.Done()
+	t := time.NewTicker(r.cfg.Lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-r.ctx.Done():
+			return
+		}
+		if r.hub.count() > 0 {
+			if err := r.renew(r.ctx); err != nil && r.ctx.Err() == nil {
+				r.log.Warn("relay: renew presence", "err", err)
+			}
+		}
+	}
+}
+
+// sweepLoop deletes the messages this node stored once they are older than
+// the retention (the deletes replicate), and old receipts.
+func (r *Relay) sweepLoop() {
+	defer r.wg.Done()
+	every := min(r.cfg.Retention/10, time.Minute)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-r.ctx.Done():
+			return
+		}
+		cutoff := time.Now().Add(-r.cfg.Retention).UnixMilli()
+		if err := r.sweep(r.ctx, cutoff); err != nil && r.ctx.Err() == nil {
+			r.log.Warn("relay: retention sweep", "err", err)
+		}
+	}
+}
+
+func (r *Relay) sweep(ctx context.Context, cutoff int64) error {
+	rows, err := r.query(ctx, `SELECT (SELECT count(*) FROM outpost_relay_messages WHERE node = ? AND created <= ?), (SELECT count(*) FROM outpost_relay_receipts WHERE at <= ?)`, r.cfg.Self, cutoff, cutoff)
+	if err != nil {
+		return err
+	}
+	if asInt(rows[0][0]) == 0 && asInt(rows[0][1]) == 0 {
+		return nil
+	}
+	_, err = r.cfg.DB.Write(ctx, func(tx *storeTx) error {
+		if _, err := tx.ExecInternal(`DELETE FROM outpost_relay_messages WHERE node = ? AND created <= ?`, r.cfg.Self, cutoff); err != nil {
+			return err
+		}
+		_, err := tx.ExecInternal(`DELETE FROM outpost_relay_receipts WHERE at <= ?`, cutoff)
+		return err
+	})
+	return err
+}
