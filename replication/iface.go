@@ -34,6 +34,7 @@ type Store interface {
 	AdoptKnowledge(ctx context.Context, k store.Knowledge) error
 	CollectLog(ctx context.Context, floor store.Knowledge) (int64, error)
 	EntriesBefore(ctx context.Context, cutoff time.Time) (store.Knowledge, error)
+	WithoutHeld(ctx context.Context, k store.Knowledge) (store.Knowledge, error)
 	// CursorFingerprint is the fingerprint kept with a cursor (zero if
 	// unknown); MatchFingerprint compares one a puller reports with this
 	// database (see store.Fingerprint).

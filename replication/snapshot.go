@@ -49,6 +49,9 @@ func (r *Replicator) serveSnapshot(w http.ResponseWriter, req *http.Request) {
 	st := r.cfg.Store
 	ctx := req.Context()
 	k, err := st.Knowledge(ctx)
+	if err == nil {
+		k, err = st.WithoutHeld(ctx, k) // held changes are not in the state
+	}
 	if err != nil {
 		peer.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 		return

@@ -126,6 +126,9 @@ func (w *convWorld) collect(rt *rapid.T, n *convNode) {
 func (w *convWorld) snapshot(rt *rapid.T, dst, src *convNode) {
 	ctx := context.Background()
 	k, err := src.s.Knowledge(ctx)
+	if err == nil {
+		k, err = src.s.WithoutHeld(ctx, k)
+	}
 	if err != nil {
 		rt.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/outpost-edge/outpost"
 	"github.com/outpost-edge/outpost/hlc"
 )
 
@@ -115,4 +116,34 @@ func (s *Store) LogStats(ctx context.Context) (LogStats, error) {
 		return st, fmt.Errorf("log stats: %w", err)
 	}
 	return st, nil
+}
+
+// WithoutHeld lowers a knowledge vector read for a snapshot: an origin some
+// of whose changes this node holds without having applied them (clock
+// drift, schema, constraints) is left out, since the state would not show
+// them; a puller then asks for that origin's entries instead.
+func (s *Store) WithoutHeld(ctx context.Context, k Knowledge) (Knowledge, error) {
+	rows, err := s.replDB.QueryContext(ctx, `SELECT DISTINCT sender FROM outpost_held`)
+	if err != nil {
+		return nil, fmt.Errorf("held origins: %w", err)
+	}
+	defer rows.Close()
+	held := map[string]bool{}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, fmt.Errorf("held origins: %w", err)
+		}
+		held[name] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("held origins: %w", err)
+	}
+	out := Knowledge{}
+	for o, t := range k {
+		if !held[outpost.OriginName(o)] {
+			out[o] = t
+		}
+	}
+	return out, nil
 }
