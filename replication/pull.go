@@ -9,12 +9,10 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/outpost-edge/outpost"
-	"github.com/outpost-edge/outpost/policy"
 	"github.com/outpost-edge/outpost/store"
 	"github.com/outpost-edge/outpost/wire"
 )
@@ -85,53 +83,21 @@ func (l *loop) pull() error {
 	if cursor > 0 && !fp.IsZero() {
 		q.Set("fp", fp.String())
 	}
-	sctx, cancelStream := context.WithCancel(l.ctx)
-	var wg sync.WaitGroup
-	defer func() {
-		cancelStream()
-		wg.Wait()
-	}()
-	l.mu.Lock()
-	l.stream = cancelStream
-	l.mu.Unlock()
-	if l.r.currentEpoch() != epoch {
-		// This node took a new incarnation since: its reconnect may have
-		// missed this stream. Start over under the new one.
-		return nil
-	}
-	act := newActivity(4 * l.r.cfg.Heartbeat)
-	// The stream carries a frame at least every heartbeat; a stream silent
-	// for four (a peer gone without a FIN) is dropped so the loop dials
-	// again. A local apply in progress is not silence. The limit follows
-	// the longest heartbeat the peer announces for an idle stream.
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		l.watchdog(sctx, act, cancelStream)
-	}()
-	l.r.traffic.pulls.Add(1)
-	resp, err := l.r.cfg.Client.Do(sctx, l.peer.Name, policy.Pull, http.MethodGet, ChangesPath+"?"+q.Encode(), nil)
-	if err != nil {
+	ps, err := l.openPull(epoch, http.MethodGet, ChangesPath+"?"+q.Encode(), nil, false)
+	if ps == nil || err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	if hb := announcedHeartbeat(resp.Header); hb > 0 {
-		act.limit.Store(int64(4 * max(hb, l.r.cfg.Heartbeat)))
-	}
+	defer ps.close()
 	l.update(func(s *LinkStatus) { s.Connected, s.Cursor, s.LastError = true, cursor, "" })
 	l.r.checkCaughtUp(epoch, cursor, h.DBVersion)
 	// Tell the peer how far this node has pulled when that moves, and
 	// check on it now and then; the hello answers keep the lag true while
 	// this node is behind (the stream shows the peer's progress only as
 	// fast as this node reads it).
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		l.watchPeer(sctx, h.Incarnation, acked, cancelStream)
-	}()
-	p := &puller{l: l, inc: h.Incarnation, target: h.DBVersion, epoch: epoch, act: act}
-	err = p.read(trafficReader{resp.Body, &l.r.traffic.pullBytes})
-	if sctx.Err() != nil && l.ctx.Err() == nil && !errors.Is(err, errApply) {
+	ps.spawn(func() { l.watchPeer(ps.ctx, h.Incarnation, acked, ps.cancel) })
+	p := &puller{l: l, inc: h.Incarnation, target: h.DBVersion, epoch: epoch, act: ps.act}
+	err = p.read(trafficReader{ps.resp.Body, &l.r.traffic.pullBytes})
+	if ps.ctx.Err() != nil && l.ctx.Err() == nil && !errors.Is(err, errApply) {
 		return fmt.Errorf("stream dropped (silent for too long, or the peer changed): %w", err)
 	}
 	return err

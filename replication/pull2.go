@@ -15,7 +15,6 @@ import (
 
 	"github.com/outpost-edge/outpost"
 	"github.com/outpost-edge/outpost/peer"
-	"github.com/outpost-edge/outpost/policy"
 	"github.com/outpost-edge/outpost/store"
 	"github.com/outpost-edge/outpost/wire"
 )
@@ -46,60 +45,26 @@ func (l *loop) pull2(h peer.Hello) error {
 	peerOrigin := l.peer.Name + "/" + h.Incarnation
 	acked := known[peerOrigin]
 	l.cursor.Store(acked)
-	sctx, cancelStream := context.WithCancel(l.ctx)
-	var wg sync.WaitGroup
-	defer func() {
-		cancelStream()
-		wg.Wait()
-	}()
-	l.mu.Lock()
-	l.stream = cancelStream
-	l.logAcks = true
-	l.mu.Unlock()
-	if l.r.currentEpoch() != epoch {
-		return nil
-	}
-	act := newActivity(4 * l.r.cfg.Heartbeat)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		l.watchdog(sctx, act, cancelStream)
-	}()
-	l.r.traffic.pulls.Add(1)
-	resp, err := l.r.cfg.Client.Do(sctx, l.peer.Name, policy.Pull, http.MethodPost, EntriesPath, body)
-	if err != nil {
+	ps, err := l.openPull(epoch, http.MethodPost, EntriesPath, body, true)
+	if ps == nil || err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	if hb := announcedHeartbeat(resp.Header); hb > 0 {
-		act.limit.Store(int64(4 * max(hb, l.r.cfg.Heartbeat)))
-	}
+	defer ps.close()
 	l.connected(true)
 	defer l.connected(false)
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		l.watchPeer(sctx, h.Incarnation, acked, cancelStream)
-	}()
-	go func() {
-		defer wg.Done()
-		l.watchSources(sctx, only, except, cancelStream)
-	}()
-	p := &puller2{l: l, peerOrigin: peerOrigin, epoch: epoch, act: act, got: store.Knowledge{}, gotMoved: make(chan struct{}, 1)}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		l.sendAcks(sctx, origin, &p.gotMu, p.got, p.gotMoved)
-	}()
-	err = p.read(trafficReader{resp.Body, &l.r.traffic.pullBytes})
+	ps.spawn(func() { l.watchPeer(ps.ctx, h.Incarnation, acked, ps.cancel) })
+	ps.spawn(func() { l.watchSources(ps.ctx, only, except, ps.cancel) })
+	p := &puller2{l: l, peerOrigin: peerOrigin, epoch: epoch, act: ps.act, got: store.Knowledge{}, gotMoved: make(chan struct{}, 1)}
+	ps.spawn(func() { l.sendAcks(ps.ctx, origin, &p.gotMu, p.got, p.gotMoved) })
+	err = p.read(trafficReader{ps.resp.Body, &l.r.traffic.pullBytes})
 	if errors.Is(err, errSnapshotNeeded) {
-		cancelStream()
+		ps.cancel()
 		if serr := l.snapshot(l.peer); serr != nil {
 			return serr
 		}
 		return nil // pull again, from the adopted knowledge
 	}
-	if sctx.Err() != nil && l.ctx.Err() == nil && !errors.Is(err, errApply) {
+	if ps.ctx.Err() != nil && l.ctx.Err() == nil && !errors.Is(err, errApply) {
 		if l.resourced.Swap(false) {
 			return nil // the source choice changed: ask again at once
 		}

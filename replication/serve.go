@@ -1,7 +1,6 @@
 package replication
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -77,28 +76,8 @@ func (r *Replicator) serveChanges(w http.ResponseWriter, req *http.Request) {
 		peer.WriteError(w, http.StatusConflict, "incarnation_changed", "this node's database is behind your cursor for it (restored from a copy); it has a new incarnation: say hello again")
 		return
 	}
-	fl, ok := w.(http.Flusher)
-	if !ok {
-		peer.WriteError(w, http.StatusInternalServerError, "internal", "streaming unsupported")
-		return
-	}
-	quiet := q.Get("quiet") == "1"
-	w.Header().Set("Content-Type", "application/x-outpost-frames")
-	if quiet {
-		w.Header().Set(HeaderHeartbeatMax, strconv.FormatInt(r.cfg.MaxHeartbeat.Milliseconds(), 10))
-	}
-	w.WriteHeader(http.StatusOK)
-	bw := bufio.NewWriterSize(trafficWriter{w, &r.traffic.serveBytes}, 64<<10)
-	fw := wire.NewWriterLimits(bw, r.cfg.Limits)
-	flush := func() error {
-		if err := bw.Flush(); err != nil {
-			return err
-		}
-		fl.Flush()
-		return nil
-	}
-	s := &server{r: r, peer: p.Name, fw: fw, parts: q.Get("parts") == "1"}
-	rc := http.NewResponseController(w)
+	fs := r.openStream(w, q.Get("quiet") == "1")
+	s := &server{r: r, peer: p.Name, fw: fs.fw, parts: q.Get("parts") == "1"}
 	st := r.cfg.Store
 	ctx := req.Context()
 	f := r.filter(origin)
@@ -108,50 +87,21 @@ func (r *Replicator) serveChanges(w http.ResponseWriter, req *http.Request) {
 	if inc == "" {
 		inc = st.Incarnation()
 	}
-	interval := r.cfg.Heartbeat
-	tick := time.NewTimer(interval)
-	defer tick.Stop()
-	sent := false // something other than a heartbeat went since the last one
-	for {
-		changed := st.Changed()
+	ended := func() string {
 		if now := st.Incarnation(); now != inc {
-			_ = fw.Write(wire.ErrorFrame(fmt.Sprintf("incarnation_changed: this node has a new incarnation (%s, was %s): say hello again", now, inc)))
-			_ = flush()
-			return
+			return fmt.Sprintf("incarnation_changed: this node has a new incarnation (%s, was %s): say hello again", now, inc)
 		}
-		through, err := s.batch(ctx, rc, since, f, flush)
-		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, errStreamWrite) {
-				_ = fw.Write(wire.ErrorFrame(err.Error()))
-				_ = flush()
-			}
-			return
-		}
-		if through > since {
-			since, sent = through, true
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-changed:
-		case <-tick.C:
-			if err := fw.Write(wire.HeartbeatFrame(st.DBVersion())); err != nil {
-				return
-			}
-			if err := flush(); err != nil {
-				return
-			}
-			switch {
-			case sent:
-				interval = r.cfg.Heartbeat
-			case quiet:
-				interval = min(2*interval, r.cfg.MaxHeartbeat)
-			}
-			sent = false
-			tick.Reset(interval)
-		}
+		return ""
 	}
+	next := func() (bool, error) {
+		through, err := s.batch(ctx, fs.rc, since, f, fs.flush)
+		if err != nil || through <= since {
+			return false, err
+		}
+		since = through
+		return true, nil
+	}
+	r.serveLoop(ctx, fs, q.Get("quiet") == "1", ended, next, func() wire.Frame { return wire.HeartbeatFrame(st.DBVersion()) })
 }
 
 // server is one pull stream being served.

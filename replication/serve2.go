@@ -1,13 +1,11 @@
 package replication
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -24,6 +22,9 @@ const EntriesPath = "/sync/v2/entries"
 // maxPullRequestBytes bounds a pull request body (a knowledge vector of
 // about 100,000 origins).
 const maxPullRequestBytes = 8 << 20
+
+// maxFilterNames bounds the node names of a pull request's only / except.
+const maxFilterNames = 4096
 
 // PullRequest is the body of a protocol 2 pull: who asks (its current
 // origin, whose entries it has), what it holds of every origin's log, and
@@ -69,6 +70,10 @@ func decodePullRequest(body io.Reader) (PullRequest, error) {
 			return pr, fmt.Errorf("pull request: knowledge of %q is %d", o, t)
 		}
 	}
+	// Each name is compared with every origin served: bound the lists.
+	if len(pr.Only) > maxFilterNames || len(pr.Except) > maxFilterNames {
+		return pr, fmt.Errorf("pull request: %d only / %d except names; at most %d each", len(pr.Only), len(pr.Except), maxFilterNames)
+	}
 	return pr, nil
 }
 
@@ -108,80 +113,28 @@ func (r *Replicator) serveEntries(w http.ResponseWriter, req *http.Request) {
 		peer.WriteError(w, http.StatusConflict, "incarnation_changed", "this node's database is behind what you hold of it (restored from a copy); it has a new incarnation: say hello again")
 		return
 	}
-	fl, ok := w.(http.Flusher)
-	if !ok {
-		peer.WriteError(w, http.StatusInternalServerError, "internal", "streaming unsupported")
-		return
-	}
-	w.Header().Set("Content-Type", "application/x-outpost-frames")
-	if pr.Quiet {
-		w.Header().Set(HeaderHeartbeatMax, strconv.FormatInt(r.cfg.MaxHeartbeat.Milliseconds(), 10))
-	}
-	w.WriteHeader(http.StatusOK)
-	bw := bufio.NewWriterSize(trafficWriter{w, &r.traffic.serveBytes}, 64<<10)
-	fw := wire.NewWriterLimits(bw, r.cfg.Limits)
-	flush := func() error {
-		if err := bw.Flush(); err != nil {
-			return err
-		}
-		fl.Flush()
-		return nil
-	}
-	rc := http.NewResponseController(w)
+	fs := r.openStream(w, pr.Quiet)
 	have := pr.Known
 	if have == nil {
 		have = store.Knowledge{}
 	}
 	f := store.EntryFilter{Only: pr.Only, Except: pr.Except, ExceptOrigin: pr.Origin, MaxBytes: r.cfg.MaxBatchBytes}
-	interval := r.cfg.Heartbeat
-	tick := time.NewTimer(interval)
-	defer tick.Stop()
-	sent := false
-	for {
-		changed := st.Changed()
+	ended := func() string {
 		if now := st.Origin(); now != own {
-			_ = fw.Write(wire.ErrorFrame(fmt.Sprintf("incarnation_changed: this node has a new incarnation (%s, was %s): say hello again", now, own)))
-			_ = flush()
-			return
+			return fmt.Sprintf("incarnation_changed: this node has a new incarnation (%s, was %s): say hello again", now, own)
 		}
-		n, err := r.entriesBatch(ctx, rc, fw, flush, have, f)
-		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, errStreamWrite) {
-				_ = fw.Write(wire.ErrorFrame(err.Error()))
-				_ = flush()
-			}
-			return
-		}
-		if n > 0 {
-			sent = true
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-changed:
-		case <-tick.C:
-			if err := fw.Write(wire.HeartbeatFrame(0)); err != nil {
-				return
-			}
-			if err := flush(); err != nil {
-				return
-			}
-			switch {
-			case sent:
-				interval = r.cfg.Heartbeat
-			case pr.Quiet:
-				interval = min(2*interval, r.cfg.MaxHeartbeat)
-			}
-			sent = false
-			tick.Reset(interval)
-		}
+		return ""
 	}
+	next := func() (bool, error) {
+		n, err := r.entriesBatch(ctx, fs, have, f)
+		return n > 0, err
+	}
+	r.serveLoop(ctx, fs, pr.Quiet, ended, next, func() wire.Frame { return wire.HeartbeatFrame(0) })
 }
 
 // entriesBatch reads and writes the next batch of entries the puller
 // lacks, holding a serve slot; it returns how many it sent and moves have.
-func (r *Replicator) entriesBatch(ctx context.Context, rc *http.ResponseController, fw *wire.Writer, flush func() error, have store.Knowledge, f store.EntryFilter) (int, error) {
+func (r *Replicator) entriesBatch(ctx context.Context, fs *frameStream, have store.Knowledge, f store.EntryFilter) (int, error) {
 	release, ok := r.batchSlot(ctx)
 	if !ok {
 		return 0, ctx.Err()
@@ -198,8 +151,8 @@ func (r *Replicator) entriesBatch(ctx context.Context, rc *http.ResponseControll
 	if len(es) == 0 {
 		return 0, nil
 	}
-	_ = rc.SetWriteDeadline(time.Now().Add(r.cfg.BatchWriteTimeout))
-	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
+	_ = fs.rc.SetWriteDeadline(time.Now().Add(r.cfg.BatchWriteTimeout))
+	defer func() { _ = fs.rc.SetWriteDeadline(time.Time{}) }()
 	// Frames of about a quarter batch; a chain may span frames (the
 	// puller applies it once it has all of it).
 	for start := 0; start < len(es); {
@@ -208,7 +161,7 @@ func (r *Replicator) entriesBatch(ctx context.Context, rc *http.ResponseControll
 			size += len(es[end].Body) + 128
 			end++
 		}
-		if err := fw.Write(wire.EntriesFrame(es[start:end])); err != nil {
+		if err := fs.fw.Write(wire.EntriesFrame(es[start:end])); err != nil {
 			if errors.Is(err, wire.ErrTooLarge) || errors.Is(err, wire.ErrMalformed) {
 				return 0, fmt.Errorf("entries of %s from %d cannot be sent: %w", es[start].Origin, es[start].Seq, err)
 			}
@@ -216,7 +169,7 @@ func (r *Replicator) entriesBatch(ctx context.Context, rc *http.ResponseControll
 		}
 		start = end
 	}
-	if err := flush(); err != nil {
+	if err := fs.flush(); err != nil {
 		return 0, fmt.Errorf("%w: %v", errStreamWrite, err)
 	}
 	for _, e := range es {

@@ -64,33 +64,16 @@ func (r *Replicator) serveSnapshot(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	upTo := st.DBVersion()
-	fl, _ := w.(http.Flusher)
-	w.Header().Set("Content-Type", "application/x-outpost-frames")
-	w.WriteHeader(http.StatusOK)
-	bw := bufio.NewWriterSize(trafficWriter{w, &r.traffic.serveBytes}, 64<<10)
-	fw := wire.NewWriterLimits(bw, r.cfg.Limits)
-	flush := func() error {
-		if err := bw.Flush(); err != nil {
-			return err
-		}
-		if fl != nil {
-			fl.Flush()
-		}
-		return nil
-	}
-	if err := fw.Write(wire.KnownFrame(k)); err != nil {
+	fs := r.openStream(w, false)
+	if err := fs.fw.Write(wire.KnownFrame(k)); err != nil {
 		return
 	}
-	s := &server{r: r, peer: p.Name, fw: fw, parts: true}
-	rc := http.NewResponseController(w)
+	s := &server{r: r, peer: p.Name, fw: fs.fw, parts: true}
 	f := store.ChangeFilter{OwnOnly: !hub, MaxChanges: r.cfg.BatchSize, MaxBytes: r.cfg.MaxBatchBytes}
 	for since := int64(0); since < upTo; {
-		through, err := s.batch(ctx, rc, since, f, flush)
+		through, err := s.batch(ctx, fs.rc, since, f, fs.flush)
 		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, errStreamWrite) {
-				_ = fw.Write(wire.ErrorFrame(err.Error()))
-				_ = flush()
-			}
+			fs.fail(ctx, err)
 			return
 		}
 		if through <= since {
@@ -98,8 +81,8 @@ func (r *Replicator) serveSnapshot(w http.ResponseWriter, req *http.Request) {
 		}
 		since = through
 	}
-	_ = fw.Write(wire.KnownFrame(k))
-	_ = flush()
+	_ = fs.fw.Write(wire.KnownFrame(k))
+	_ = fs.flush()
 	r.log.Info("sync: served a snapshot", "peer", p.Name, "db_version", upTo, "origins", len(k))
 }
 

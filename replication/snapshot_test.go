@@ -1,9 +1,13 @@
 package replication
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"testing"
+
+	"github.com/fxamacker/cbor/v2"
 
 	"github.com/outpost-edge/outpost"
 	"github.com/outpost-edge/outpost/internal/testutil"
@@ -88,5 +92,34 @@ func TestProtocol2_CollectByAcks(t *testing.T) {
 	}
 	if st, _ := a.st.LogStats(ctx); st.Entries != 5 {
 		t.Fatalf("log holds %d entries, want the 5 B has not acknowledged", st.Entries)
+	}
+}
+
+// TestDecodePullRequest_Bounds: a pull request that is not CBOR, names a
+// negative sequence, or lists more names than the bound is refused.
+func TestDecodePullRequest_Bounds(t *testing.T) {
+	many := make([]string, maxFilterNames+1)
+	for i := range many {
+		many[i] = fmt.Sprintf("EDGE%05d", i)
+	}
+	for name, pr := range map[string]PullRequest{
+		"negative": {Origin: "A/1", Known: store.Knowledge{"B/2": -1}},
+		"only":     {Origin: "A/1", Only: many},
+		"except":   {Origin: "A/1", Except: many},
+	} {
+		b, err := cbor.Marshal(pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := decodePullRequest(bytes.NewReader(b)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, err := decodePullRequest(strings.NewReader("not cbor")); err == nil {
+		t.Error("garbage accepted")
+	}
+	ok, _ := cbor.Marshal(PullRequest{Origin: "A/1", Known: store.Knowledge{"B/2": 3}, Except: many[:10]})
+	if pr, err := decodePullRequest(bytes.NewReader(ok)); err != nil || pr.Known["B/2"] != 3 {
+		t.Fatalf("a good request: %+v %v", pr, err)
 	}
 }

@@ -23,10 +23,7 @@ var convRing = keyring("MASTER1", "NODE1", "EDGE01", "EDGE02", "EDGE03", "EDGE09
 // snapshot), and forged or altered entries from a hostile relay. Then the
 // network heals and every node must equal the reference model.
 func TestConvergence_Protocol2(t *testing.T) {
-	convSetDefaultChecks(t, convDefaultChecks)
-	var total convStats
-	rapid.Check(t, func(rt *rapid.T) {
-		w := newConvWorld(t, rt)
+	runConvergence(t, func(w *convWorld) {
 		w.proto2 = true
 		// The protocol 1 hostile peer has no log: its valid writes would
 		// reach protocol 2 nodes only as protocol 1 groups (a mixed fleet,
@@ -35,15 +32,7 @@ func TestConvergence_Protocol2(t *testing.T) {
 			w.h = nil
 			w.stats.HostileRuns--
 		}
-		defer func() { total.add(&w.stats) }()
-		n := rapid.IntRange(5, 100).Draw(rt, "steps")
-		for i := range n {
-			w.step(rt, i)
-		}
-		w.heal(rt)
-		w.verify(rt)
 	})
-	t.Logf("over all checks: %+v", total)
 }
 
 // pull2 moves the entries src has and dst lacks, over a faulty link.

@@ -106,11 +106,18 @@ const convDefaultChecks = 25
 //
 // (-rapid.steps does not apply: the test draws its own number of steps).
 // A failure prints the seed; rerun it with -rapid.seed=N.
-func TestConvergence_Randomized(t *testing.T) {
+func TestConvergence_Randomized(t *testing.T) { runConvergence(t, nil) }
+
+// runConvergence checks random histories: setup (if set) adjusts each new
+// world before its steps.
+func runConvergence(t *testing.T, setup func(*convWorld)) {
 	convSetDefaultChecks(t, convDefaultChecks)
 	var total convStats
 	rapid.Check(t, func(rt *rapid.T) {
 		w := newConvWorld(t, rt)
+		if setup != nil {
+			setup(w)
+		}
 		defer func() { total.add(&w.stats) }()
 		n := rapid.IntRange(5, 100).Draw(rt, "steps")
 		for i := range n {
