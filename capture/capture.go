@@ -12,6 +12,11 @@
 // changes life its column rows are removed, so a deleted row keeps only its
 // sentinel (the tombstone).
 //
+// Collected tombstones (see FloorTable) raise the table's causal-length
+// floor: a local insert of a key with no clock row takes the floor + 1, so
+// it outranks every tombstone of that table that was collected here and may
+// still be kept elsewhere.
+//
 // Triggers run only when outpost_capture() returns 1: the store's writer
 // registers that function and returns 1 inside a local transaction, 0 while it
 // applies remote changes (which maintain the clock themselves) and an error
@@ -60,6 +65,18 @@ func ClockTable(table string) string { return Prefix + "clock__" + table }
 // PKCol returns the name of the i-th primary key column in a clock table.
 func PKCol(i int) string { return fmt.Sprintf("pk%d", i) }
 
+// FloorTable keeps, per replicated table, the largest causal length among
+// the tombstones this node has collected (always even; 0 when none).
+const FloorTable = Prefix + "clfloor"
+
+// FloorDDL creates FloorTable.
+const FloorDDL = `CREATE TABLE IF NOT EXISTS ` + FloorTable + ` (tbl TEXT PRIMARY KEY NOT NULL, floor INTEGER NOT NULL) WITHOUT ROWID`
+
+// floorExpr is the causal length of a new row of table: its floor + 1.
+func floorExpr(table string) string {
+	return fmt.Sprintf("coalesce((SELECT floor FROM %s WHERE tbl = %s), 0) + 1", FloorTable, Literal(table))
+}
+
 func triggerName(kind, table string) string { return Prefix + kind + "__" + table }
 
 // DDL returns the statements that create t's clock table and index (if
@@ -72,6 +89,7 @@ func DDL(t Table) []string {
 		pkNames = append(pkNames, PKCol(i))
 	}
 	stmts := []string{
+		FloorDDL,
 		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (%s, col TEXT NOT NULL, cl INTEGER NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL, dbv INTEGER NOT NULL, PRIMARY KEY (%s, col)) WITHOUT ROWID`,
 			ct, strings.Join(pkDefs, ", "), strings.Join(pkNames, ", ")),
 		fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s (dbv)`, Quote(ClockTable(t.Name)+"__dbv"), ct),
@@ -129,13 +147,14 @@ func pkCols(t Table) string {
 
 const version = "outpost_hlc(), outpost_origin(), outpost_dbv()"
 
-// insertBody: the row enters a new life if it was absent or deleted (a REPLACE
-// of a live row keeps its life), and every column gets a version.
+// insertBody: the row enters a new life if it was absent (the table's floor
+// + 1, see FloorTable) or deleted (a REPLACE of a live row keeps its life),
+// and every column gets a version.
 func insertBody(t Table, ref string) string {
 	ct := Quote(ClockTable(t.Name))
 	var b strings.Builder
-	fmt.Fprintf(&b, "INSERT INTO %s (%s, col, cl, hlc, origin, dbv) VALUES (%s, '', 1, %s) ON CONFLICT (%s, col) DO UPDATE SET cl = cl + (cl %% 2 = 0), hlc = excluded.hlc, origin = excluded.origin, dbv = excluded.dbv;",
-		ct, pkCols(t), pkValues(t, ref), version, pkCols(t))
+	fmt.Fprintf(&b, "INSERT INTO %s (%s, col, cl, hlc, origin, dbv) VALUES (%s, '', %s, %s) ON CONFLICT (%s, col) DO UPDATE SET cl = cl + (cl %% 2 = 0), hlc = excluded.hlc, origin = excluded.origin, dbv = excluded.dbv;",
+		ct, pkCols(t), pkValues(t, ref), floorExpr(t.Name), version, pkCols(t))
 	if len(t.Columns) > 0 {
 		var names []string
 		for _, c := range t.Columns {

@@ -133,29 +133,41 @@ var peersColumns = []struct{ name, def string }{
 // migratePeers adds the columns outpost_peers lacks (a database created by
 // an older build). It runs at open, in the schema transaction.
 func (s *Store) migratePeers(ctx context.Context) error {
+	return s.addColumns(ctx, "outpost_peers", peersColumns)
+}
+
+// knownColumns are the columns added to outpost_known after it was first
+// created.
+var knownColumns = []struct{ name, def string }{
+	{"hlc", "hlc INTEGER NOT NULL DEFAULT 0"},
+}
+
+// addColumns adds to table the columns of cols it lacks (a database
+// created by an older build), in the schema transaction.
+func (s *Store) addColumns(ctx context.Context, table string, cols []struct{ name, def string }) error {
 	have := map[string]bool{}
-	rows, err := s.conn.QueryContext(ctx, `SELECT name FROM pragma_table_info('outpost_peers')`)
+	rows, err := s.conn.QueryContext(ctx, `SELECT name FROM pragma_table_info(?)`, table)
 	if err != nil {
-		return fmt.Errorf("migrate outpost_peers: %w", err)
+		return fmt.Errorf("migrate %s: %w", table, err)
 	}
 	for rows.Next() {
 		var name string
 		if err := rows.Scan(&name); err != nil {
 			rows.Close()
-			return fmt.Errorf("migrate outpost_peers: %w", err)
+			return fmt.Errorf("migrate %s: %w", table, err)
 		}
 		have[name] = true
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("migrate outpost_peers: %w", err)
+		return fmt.Errorf("migrate %s: %w", table, err)
 	}
-	for _, c := range peersColumns {
+	for _, c := range cols {
 		if have[c.name] {
 			continue
 		}
-		if _, err := s.conn.ExecContext(ctx, "ALTER TABLE outpost_peers ADD COLUMN "+c.def); err != nil {
-			return fmt.Errorf("migrate outpost_peers: add %s: %w", c.name, err)
+		if _, err := s.conn.ExecContext(ctx, "ALTER TABLE "+table+" ADD COLUMN "+c.def); err != nil {
+			return fmt.Errorf("migrate %s: add %s: %w", table, c.name, err)
 		}
 	}
 	return nil

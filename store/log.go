@@ -14,10 +14,12 @@ import (
 // entry this node originated or received, as signed by its origin, until
 // collected; and per origin the knowledge: the contiguous prefix of its
 // entries this node holds (through) and how far they were collected
-// (floor: entries at or below it are gone from outpost_log).
+// (floor: entries at or below it are gone from outpost_log), with the
+// timestamp of the entry at through (hlc; 0 when unknown, e.g. knowledge
+// adopted from a snapshot), which tombstone collection cuts by.
 var logDDL = []string{
 	`CREATE TABLE IF NOT EXISTS outpost_log (origin TEXT NOT NULL, seq INTEGER NOT NULL, hlc INTEGER NOT NULL, more INTEGER NOT NULL DEFAULT 0, body BLOB NOT NULL, sig BLOB NOT NULL, PRIMARY KEY (origin, seq)) WITHOUT ROWID`,
-	`CREATE TABLE IF NOT EXISTS outpost_known (origin TEXT PRIMARY KEY NOT NULL, through INTEGER NOT NULL DEFAULT 0, floor INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID`,
+	`CREATE TABLE IF NOT EXISTS outpost_known (origin TEXT PRIMARY KEY NOT NULL, through INTEGER NOT NULL DEFAULT 0, floor INTEGER NOT NULL DEFAULT 0, hlc INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID`,
 }
 
 // Bounds of one log entry this node writes: a commit group with more
@@ -168,11 +170,11 @@ func (s *Store) insertEntry(ctx context.Context, e *outpost.Entry) error {
 	if _, err := st.ExecContext(ctx, e.Origin, e.Seq, int64(e.HLC), e.More, e.Body, sig); err != nil {
 		return fmt.Errorf("append log entry %s:%d: %w", e.Origin, e.Seq, err)
 	}
-	st, err = s.stmts.get(ctx, `INSERT INTO outpost_known (origin, through) VALUES (?1, ?2) ON CONFLICT (origin) DO UPDATE SET through = max(through, excluded.through)`)
+	st, err = s.stmts.get(ctx, `INSERT INTO outpost_known (origin, through, hlc) VALUES (?1, ?2, ?3) ON CONFLICT (origin) DO UPDATE SET hlc = CASE WHEN excluded.through >= through THEN excluded.hlc ELSE hlc END, through = max(through, excluded.through)`)
 	if err != nil {
 		return err
 	}
-	if _, err := st.ExecContext(ctx, e.Origin, e.Seq); err != nil {
+	if _, err := st.ExecContext(ctx, e.Origin, e.Seq, int64(e.HLC)); err != nil {
 		return fmt.Errorf("record knowledge of %s: %w", e.Origin, err)
 	}
 	s.groupLogged = true

@@ -62,8 +62,9 @@ func (s *Store) AdoptKnowledge(ctx context.Context, k Knowledge) error {
 			if t <= through {
 				continue
 			}
-			if _, err := s.conn.ExecContext(tx.ctx, `INSERT INTO outpost_known (origin, through, floor) VALUES (?1, ?2, ?2)
-ON CONFLICT (origin) DO UPDATE SET through = excluded.through, floor = excluded.floor`, o, t); err != nil {
+			// The timestamp of the entry at t is not known here (0).
+			if _, err := s.conn.ExecContext(tx.ctx, `INSERT INTO outpost_known (origin, through, floor, hlc) VALUES (?1, ?2, ?2, 0)
+ON CONFLICT (origin) DO UPDATE SET through = excluded.through, floor = excluded.floor, hlc = 0`, o, t); err != nil {
 				return fmt.Errorf("adopt knowledge of %s: %w", o, err)
 			}
 			// Entries above the old through that arrived meanwhile stay:

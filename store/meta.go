@@ -149,6 +149,9 @@ func (s *Store) applySchema(ctx context.Context) error {
 		if err := s.migratePeers(ctx); err != nil {
 			return err
 		}
+		if err := s.addColumns(ctx, "outpost_known", knownColumns); err != nil {
+			return err
+		}
 		for _, t := range tables {
 			if err := s.ensureTable(ctx, t); err != nil {
 				return fmt.Errorf("apply schema: %w", err)

@@ -107,6 +107,7 @@ type Store struct {
 	tables     map[string]*replTable // replicated tables by lower-case name
 	tableOrder []*replTable
 	repl       replStats
+	collected  atomic.Int64 // tombstones collected since Open
 	refusals   refusals
 	driftHeld  atomic.Bool   // changes are held for clock drift: recheck them
 	seen       seenCache     // writer goroutine only
