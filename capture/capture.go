@@ -65,6 +65,10 @@ func ClockTable(table string) string { return Prefix + "clock__" + table }
 // PKCol returns the name of the i-th primary key column in a clock table.
 func PKCol(i int) string { return fmt.Sprintf("pk%d", i) }
 
+// TombstoneWhere selects the tombstones of a clock table: sentinels of a
+// deleted life (even causal length).
+const TombstoneWhere = "col = '' AND cl % 2 = 0"
+
 // FloorTable keeps, per replicated table, the largest causal length among
 // the tombstones this node has collected (always even; 0 when none).
 const FloorTable = Prefix + "clfloor"
@@ -93,6 +97,8 @@ func DDL(t Table) []string {
 		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (%s, col TEXT NOT NULL, cl INTEGER NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL, dbv INTEGER NOT NULL, PRIMARY KEY (%s, col)) WITHOUT ROWID`,
 			ct, strings.Join(pkDefs, ", "), strings.Join(pkNames, ", ")),
 		fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s (dbv)`, Quote(ClockTable(t.Name)+"__dbv"), ct),
+		// The tombstones, for counting and collecting them without a scan.
+		fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s (origin, hlc) WHERE %s`, Quote(ClockTable(t.Name)+"__tomb"), ct, TombstoneWhere),
 	}
 	for _, kind := range []string{"ins", "upd", "updpk", "del"} {
 		stmts = append(stmts, "DROP TRIGGER IF EXISTS "+Quote(triggerName(kind, t.Name)))

@@ -70,6 +70,11 @@ type Config struct {
 	// LogRetention bounds how long a log entry is kept for a puller that
 	// has not acknowledged it; 0 = replication.DefaultLogRetention.
 	LogRetention time.Duration
+	// LogCollectEvery is how often the log is collected (0 =
+	// replication.DefaultCollectEvery); TombstoneEvery how often this node
+	// reports to the masters and collects the tombstones their decisions
+	// cover (0 = replication.DefaultTombstoneEvery).
+	LogCollectEvery, TombstoneEvery time.Duration
 	// Protocol and MinProtocol override the protocol range this node
 	// announces (rolling-upgrade tests); 0 = this build's.
 	Protocol, MinProtocol int

@@ -46,7 +46,7 @@ func (n *Node) openPeers() error {
 		Self: n.Identity, Store: n.Store, Trust: ts, Policy: n.Policy, Client: n.Client, Hello: n.hello,
 		Logger: n.log.With("component", "sync"), PushAll: n.cfg.PushAll, Refusals: n.Peers.Refusals,
 		MaxStreams: n.cfg.MaxStreams, MaxStreamsPerPeer: n.cfg.MaxStreamsPerPeer, MaxPushBytes: n.cfg.MaxPushBytes,
-		LogRetention: n.cfg.LogRetention,
+		LogRetention: n.cfg.LogRetention, CollectEvery: n.cfg.LogCollectEvery, TombstoneEvery: n.cfg.TombstoneEvery,
 		// Called the first time a pull has caught up, and again after each
 		// new incarnation the store takes (a restored database): from the
 		// rotation on the store refuses outpost_slug() (the writes it lost

@@ -31,6 +31,10 @@ type Status struct {
 	// loops moved since start.
 	Log         store.LogStats      `json:"log"`
 	SyncTraffic replication.Traffic `json:"sync_traffic"`
+	// Tombstones is the state of tombstone collection here: collected
+	// since start, kept at the last collection, and what the masters'
+	// last decision waits for (docs/PROTOCOL2.md, "Tombstones").
+	Tombstones replication.TombstoneStatus `json:"tombstones"`
 }
 
 // ReplicationCounts are the remote changes this node was sent, by outcome.
@@ -84,6 +88,7 @@ func (n *Node) Status() Status {
 	st.Log, _ = n.Store.LogStats(context.Background())
 	if n.Repl != nil {
 		st.SyncTraffic = n.Repl.Traffic()
+		st.Tombstones = n.Repl.TombstoneStatus()
 		for _, l := range n.Repl.Status() {
 			st.Links = append(st.Links, newLink(l))
 		}

@@ -187,16 +187,23 @@ func (r *Replicator) CollectOnce(ctx context.Context) error {
 	for name := range r.deps.m {
 		names[name] = true // a puller seen since start counts even if the trust list dropped it
 	}
+	reports := map[string]map[string]store.Point{}
 	for name := range names {
-		dep := r.deps.m[name]
+		reports[name] = r.reported(name)
+	}
+	for name := range names {
+		dep, rep := r.deps.m[name], reports[name]
 		for o := range floor {
-			if dep == nil {
-				floor[o] = 0
-				continue
+			// What a puller reported holding (tombstones.go) it will not
+			// ask for either.
+			if dep != nil && !dep.wants(o) {
+				continue // it does not ask this node for o
 			}
-			if dep.wants(o) {
-				floor[o] = min(floor[o], dep.acked[o])
+			held := rep[o].Seq
+			if dep != nil {
+				held = max(held, dep.acked[o])
 			}
+			floor[o] = min(floor[o], held)
 		}
 	}
 	r.deps.mu.Unlock()

@@ -250,6 +250,7 @@ func (t *inproc) add(name string, r *Replicator, hello func() peer.Hello) {
 	mux.HandleFunc("POST "+EntriesPath, r.serveEntries)
 	mux.HandleFunc("GET "+SnapshotPath, r.serveSnapshot)
 	mux.HandleFunc("POST "+AckPath, r.serveAck)
+	mux.HandleFunc("POST "+ReportPath, r.serveReport)
 	t.mu.Lock()
 	t.servers[name] = &inprocPeer{r: r, hello: hello, mux: mux}
 	t.mu.Unlock()
@@ -394,6 +395,12 @@ func (f *fakeStore) ApplyEntries(context.Context, string, []outpost.Entry) (stor
 }
 func (f *fakeStore) AdoptKnowledge(context.Context, store.Knowledge) error      { return nil }
 func (f *fakeStore) CollectLog(context.Context, store.Knowledge) (int64, error) { return 0, nil }
+func (f *fakeStore) KnowledgePoints(context.Context) (map[string]store.Point, error) {
+	return map[string]store.Point{}, nil
+}
+func (f *fakeStore) CollectTombstones(context.Context, map[string]store.Point) (store.TombstoneResult, error) {
+	return store.TombstoneResult{}, nil
+}
 func (f *fakeStore) EntriesBefore(context.Context, time.Time) (store.Knowledge, error) {
 	return store.Knowledge{}, nil
 }

@@ -35,6 +35,9 @@ type Store interface {
 	CollectLog(ctx context.Context, floor store.Knowledge) (int64, error)
 	EntriesBefore(ctx context.Context, cutoff time.Time) (store.Knowledge, error)
 	WithoutHeld(ctx context.Context, k store.Knowledge) (store.Knowledge, error)
+	// Tombstone collection (tombstones.go, store.CollectTombstones).
+	KnowledgePoints(ctx context.Context) (map[string]store.Point, error)
+	CollectTombstones(ctx context.Context, cut map[string]store.Point) (store.TombstoneResult, error)
 	// CursorFingerprint is the fingerprint kept with a cursor (zero if
 	// unknown); MatchFingerprint compares one a puller reports with this
 	// database (see store.Fingerprint).

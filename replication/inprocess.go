@@ -19,6 +19,7 @@ func (r *Replicator) Handler() http.Handler {
 	mux.HandleFunc("POST "+EntriesPath, r.serveEntries)
 	mux.HandleFunc("GET "+SnapshotPath, r.serveSnapshot)
 	mux.HandleFunc("POST "+AckPath, r.serveAck)
+	mux.HandleFunc("POST "+ReportPath, r.serveReport)
 	return mux
 }
 

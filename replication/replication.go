@@ -94,8 +94,12 @@ type Config struct {
 	// has not acknowledged it (0 = DefaultLogRetention); CollectEvery is
 	// how often the log is collected (0 = DefaultCollectEvery).
 	LogRetention, CollectEvery time.Duration
-	MinBackoff                 time.Duration // 0 = 100ms
-	MaxBackoff                 time.Duration // 0 = 5s
+	// TombstoneEvery is how often a node reports its knowledge to the
+	// masters and collects the tombstones their decisions cover
+	// (tombstones.go); 0 = DefaultTombstoneEvery.
+	TombstoneEvery time.Duration
+	MinBackoff     time.Duration // 0 = 100ms
+	MaxBackoff     time.Duration // 0 = 5s
 }
 
 // Replicator runs one pull loop and/or one push loop per peer.
@@ -123,7 +127,8 @@ type Replicator struct {
 	epoch     int64
 	signalled int64
 	traffic   traffic
-	deps      deps // who pulls from this node, and how far (collect.go)
+	deps      deps  // who pulls from this node, and how far (collect.go)
+	tomb      tombs // tombstone reports and decisions (tombstones.go)
 	// sleep waits between attempts (replaced in tests).
 	sleep func(ctx context.Context, d time.Duration) bool
 }
@@ -151,6 +156,9 @@ func New(cfg Config) *Replicator {
 	}
 	if cfg.CollectEvery <= 0 {
 		cfg.CollectEvery = DefaultCollectEvery
+	}
+	if cfg.TombstoneEvery <= 0 {
+		cfg.TombstoneEvery = DefaultTombstoneEvery
 	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = 100 * time.Millisecond
@@ -213,6 +221,11 @@ func (r *Replicator) Start() {
 	go func() {
 		defer r.wg.Done()
 		r.collectLoop(r.ctx)
+	}()
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.tombstoneLoop(r.ctx)
 	}()
 }
 

@@ -30,6 +30,7 @@ func (r *Replicator) Routes(s *peer.Server) {
 	s.Handle("POST "+EntriesPath, policy.Pull, http.HandlerFunc(r.serveEntries))
 	s.Handle("GET "+SnapshotPath, policy.Pull, http.HandlerFunc(r.serveSnapshot))
 	s.Handle("POST "+AckPath, policy.Pull, http.HandlerFunc(r.serveAck))
+	s.Handle("POST "+ReportPath, policy.Pull, http.HandlerFunc(r.serveReport))
 	s.OnHello(r.observeHello)
 }
 

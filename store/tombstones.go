@@ -14,7 +14,7 @@ func (s *Store) Tombstones(ctx context.Context) (int64, error) {
 	var total int64
 	for _, rt := range s.tableOrder {
 		var n int64
-		q := fmt.Sprintf(`SELECT count(*) FROM %s WHERE col = '' AND cl %% 2 = 0`, capture.Quote(capture.ClockTable(rt.name)))
+		q := fmt.Sprintf(`SELECT count(*) FROM %s WHERE %s`, capture.Quote(capture.ClockTable(rt.name)), capture.TombstoneWhere)
 		if err := s.rdb.QueryRowContext(ctx, q).Scan(&n); err != nil {
 			return 0, err
 		}
@@ -114,7 +114,7 @@ func (s *Store) CollectTombstones(ctx context.Context, cut map[string]Point) (To
 		}
 		for _, rt := range s.tableOrder {
 			ct := capture.Quote(capture.ClockTable(rt.name))
-			covered := `col = '' AND cl % 2 = 0 AND hlc <= (SELECT g.hlc FROM temp.outpost_gc_cut g WHERE g.origin = ` + ct + `.origin)`
+			covered := capture.TombstoneWhere + ` AND hlc <= (SELECT g.hlc FROM temp.outpost_gc_cut g WHERE g.origin = ` + ct + `.origin)`
 			if held[strings.ToLower(rt.name)] {
 				res.HeldTables = append(res.HeldTables, rt.name)
 			} else if n > 0 {
@@ -130,10 +130,13 @@ func (s *Store) CollectTombstones(ctx context.Context, cut map[string]Point) (To
 						return fmt.Errorf("collect tombstones of %s: raise floor: %w", rt.name, err)
 					}
 					res.Collected += count
+					if err := s.mergeSearch(tx, rt.name); err != nil {
+						return err
+					}
 				}
 			}
 			var left int64
-			if err := c.QueryRowContext(tx.ctx, `SELECT count(*) FROM `+ct+` WHERE col = '' AND cl % 2 = 0`).Scan(&left); err != nil {
+			if err := c.QueryRowContext(tx.ctx, `SELECT count(*) FROM `+ct+` WHERE `+capture.TombstoneWhere).Scan(&left); err != nil {
 				return fmt.Errorf("count tombstones of %s: %w", rt.name, err)
 			}
 			res.Remaining += left
@@ -149,6 +152,26 @@ func (s *Store) CollectTombstones(ctx context.Context, cut map[string]Point) (To
 		s.collected.Add(res.Collected)
 	}
 	return res, err
+}
+
+// searchMergePages bounds the work of one merge of a search index after a
+// collection (pages written).
+const searchMergePages = 2000
+
+// mergeSearch merges the segments of table's search indexes (bounded), so
+// the entries of deleted rows leave the index too: FTS5 keeps delete
+// markers in its segments until they are merged.
+func (s *Store) mergeSearch(tx *Tx, table string) error {
+	for _, ix := range s.schema.Search {
+		if !strings.EqualFold(ix.Table, table) {
+			continue
+		}
+		q := fmt.Sprintf(`INSERT INTO %s (%s, rank) VALUES ('merge', %d)`, capture.Quote(ix.Name), capture.Quote(ix.Name), -searchMergePages)
+		if _, err := s.conn.ExecContext(tx.ctx, q); err != nil {
+			return fmt.Errorf("collect tombstones of %s: merge search index %s: %w", table, ix.Name, err)
+		}
+	}
+	return nil
 }
 
 // TombstonesCollected counts the tombstones collected since Open.

@@ -51,6 +51,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	readyMaxLag := fs.Int64("ready-max-lag", 10_000, "/readyz fails while a pull link is more than this many db_versions behind")
 	protocol := fs.Int("protocol-version", 0, "announce this protocol version instead of the build's (rolling-upgrade tests)")
 	logRetention := fs.Duration("log-retention", replication.DefaultLogRetention, "how long a log entry is kept for a peer that may pull it but has not acknowledged it; a peer away longer bootstraps from a hub's snapshot")
+	logCollectEvery := fs.Duration("log-collect-every", replication.DefaultCollectEvery, "how often log entries every puller has acknowledged (or older than --log-retention) are collected")
+	tombstoneEvery := fs.Duration("tombstone-every", replication.DefaultTombstoneEvery, "how often this node reports what it holds to the masters and collects the tombstones their decisions cover (a deleted row's tombstone goes once every node of the trust list holds the delete and everything written before it)")
 	minProtocol := fs.Int("min-protocol-version", 0, "announce this minimum protocol version instead of the build's (rolling-upgrade tests)")
 	stmtTimeout := fs.Duration("statement-timeout", store.DefaultStatementTimeout, "time budget of one client transaction (/v1/exec) or query (/v1/query); past it the statement is stopped and the request fails with statement_timeout; 0 = none")
 	maxResult := fs.Int64("max-result-bytes", store.DefaultMaxResultBytes, "largest query result in bytes (strings and blobs by length, other values 8); larger gets result_too_large")
@@ -92,6 +94,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		TrustFile: *trustFile, PolicyFile: *policyFile, PeerAddr: *peerAddr,
 		Ephemeral: *ephemeral, DrainTimeout: *drainTimeout, ReadyMaxLag: *readyMaxLag,
 		Protocol: *protocol, MinProtocol: *minProtocol, LogRetention: *logRetention,
+		LogCollectEvery: *logCollectEvery, TombstoneEvery: *tombstoneEvery,
 		StatementTimeout: *stmtTimeout, MaxResultBytes: *maxResult,
 		PeerReadHeaderTimeout: *peerReadHeaderTimeout, PeerReadTimeout: *peerReadTimeout, PeerIdleTimeout: *peerIdleTimeout,
 		MaxStreams: *maxStreams, MaxStreamsPerPeer: *maxStreamsPerPeer, MaxPushBytes: *maxPushBytes,
