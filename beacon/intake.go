@@ -38,8 +38,14 @@ type LogConfig struct {
 	Store  Store
 	Budget int64 // bytes (bodies + RowOverhead each) kept; 0 = DefaultBudget
 	Acks   int   // acknowledgements before deletion; 0 = DefaultAcks
-	Now    func() time.Time
-	Logger *slog.Logger
+	// Aggregators, if set, lists the aggregators whose acknowledgements
+	// count (the masters and nodes of the trust list, asked again at each
+	// acknowledgement): one removed from the list keeps its recorded
+	// acknowledgement, but it no longer lets the edge delete anything.
+	// Nil: every acknowledgement counts (a standalone node).
+	Aggregators func() []string
+	Now         func() time.Time
+	Logger      *slog.Logger
 }
 
 // Log is an edge's durable beacon log.
@@ -333,7 +339,7 @@ func (l *Log) Ack(ctx context.Context, aggregator string, through int64) error {
 		}
 	}
 	l.mu.Unlock()
-	upTo := kthHighest(acks, l.cfg.Acks)
+	upTo := kthHighest(l.counted(acks), l.cfg.Acks)
 	record := true
 	for record || l.floor.Load() < upTo {
 		floor := l.floor.Load()
@@ -384,6 +390,21 @@ func (l *Log) Ack(ctx context.Context, aggregator string, through int64) error {
 	return nil
 }
 
+// counted returns the acknowledgements that count: those of aggregators
+// on LogConfig.Aggregators (all without it).
+func (l *Log) counted(acks map[string]int64) map[string]int64 {
+	if l.cfg.Aggregators == nil {
+		return acks
+	}
+	out := make(map[string]int64, len(acks))
+	for _, a := range l.cfg.Aggregators() {
+		if t, ok := acks[a]; ok {
+			out[a] = t
+		}
+	}
+	return out
+}
+
 // kthHighest returns the k-th highest acknowledgement (0 if fewer than k
 // aggregators acknowledged): every seq up to it is held by k aggregators.
 func kthHighest(acks map[string]int64, k int) int64 {
@@ -410,6 +431,9 @@ type LogStats struct {
 	RefusedFull   int64            `json:"refused_full"`
 	Acks          map[string]int64 `json:"acks"`
 	AcksNeeded    int              `json:"acks_needed"`
+	// AcksIgnored names the aggregators in Acks that are no longer on the
+	// trust list: their acknowledgements do not count.
+	AcksIgnored []string `json:"acks_ignored,omitempty"`
 }
 
 // Stats returns the log's state.
@@ -421,6 +445,13 @@ func (l *Log) Stats() LogStats {
 		s.Acks[a] = t
 	}
 	l.mu.Unlock()
+	counted := l.counted(s.Acks)
+	for a := range s.Acks {
+		if _, ok := counted[a]; !ok {
+			s.AcksIgnored = append(s.AcksIgnored, a)
+		}
+	}
+	sort.Strings(s.AcksIgnored)
 	return s
 }
 

@@ -309,3 +309,53 @@ func TestLog_BodiesKeptAsSent(t *testing.T) {
 		}
 	}
 }
+
+// TestLog_AcksOfRemovedAggregatorsDoNotCount: an aggregator taken off the
+// trust list keeps its recorded acknowledgement, but it is no longer one of
+// the --beacon-acks needed to delete: only acknowledgements of aggregators
+// on the list (as it is at each acknowledgement) count.
+func TestLog_AcksOfRemovedAggregatorsDoNotCount(t *testing.T) {
+	var mu sync.Mutex
+	trusted := []string{"MASTER01", "NODE01", "NODE02"}
+	l := openLog(t, beacon.LogConfig{Acks: 2, Aggregators: func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), trusted...)
+	}})
+	ctx := context.Background()
+	if _, _, err := l.Append(ctx, bodies(100)); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []struct {
+		name    string
+		through int64
+	}{{"MASTER01", 10}, {"NODE01", 10}, {"NODE02", 80}, {"STRANGER", 90}} {
+		if err := l.Ack(ctx, a.name, a.through); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// STRANGER (never on the list) does not count: 2nd highest of 10, 10, 80.
+	if s := l.Stats(); s.Floor != 10 {
+		t.Fatalf("floor %d, want 10 (an unlisted aggregator's ack counted): %+v", s.Floor, s)
+	}
+	// NODE02 leaves the list: its 80 no longer counts with MASTER01's 90.
+	mu.Lock()
+	trusted = []string{"MASTER01", "NODE01"}
+	mu.Unlock()
+	if err := l.Ack(ctx, "MASTER01", 90); err != nil {
+		t.Fatal(err)
+	}
+	s := l.Stats()
+	if s.Floor != 10 || s.StoredBeacons != 90 {
+		t.Fatalf("floor %d (%d stored), want 10: the removed NODE02's ack counted: %+v", s.Floor, s.StoredBeacons, s)
+	}
+	if s.Acks["NODE02"] != 80 || len(s.AcksIgnored) != 2 || s.AcksIgnored[0] != "NODE02" || s.AcksIgnored[1] != "STRANGER" {
+		t.Fatalf("acks %v, ignored %v; want NODE02's kept and reported ignored", s.Acks, s.AcksIgnored)
+	}
+	if err := l.Ack(ctx, "NODE01", 50); err != nil {
+		t.Fatal(err)
+	}
+	if s := l.Stats(); s.Floor != 50 {
+		t.Fatalf("floor %d, want 50 (MASTER01 90, NODE01 50)", s.Floor)
+	}
+}

@@ -76,8 +76,13 @@ func (n *Node) openBeacons(ctx context.Context) error {
 		}
 	}
 	if n.intakeRole() {
-		l, err := beacon.OpenLog(ctx, beacon.LogConfig{Store: n.Store, Budget: bc.DiskBudget, Acks: bc.Acks,
-			Logger: n.log.With("component", "beacon")})
+		lc := beacon.LogConfig{Store: n.Store, Budget: bc.DiskBudget, Acks: bc.Acks, Logger: n.log.With("component", "beacon")}
+		if n.Trust != nil {
+			// Only the masters and nodes on the trust list (as it is now)
+			// count as acknowledging aggregators.
+			lc.Aggregators = func() []string { return n.beaconPeers(false) }
+		}
+		l, err := beacon.OpenLog(ctx, lc)
 		if err != nil {
 			return err
 		}
