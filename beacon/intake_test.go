@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/outpost-edge/outpost/beacon"
 )
@@ -357,5 +358,59 @@ func TestLog_AcksOfRemovedAggregatorsDoNotCount(t *testing.T) {
 	}
 	if s := l.Stats(); s.Floor != 50 {
 		t.Fatalf("floor %d, want 50 (MASTER01 90, NODE01 50)", s.Floor)
+	}
+}
+
+// TestLog_HandOff: once the hand-off began, intake refuses new beacons
+// (503 draining, nothing stored), and HandOff returns only when --beacon-acks
+// aggregators acknowledged every beacon taken in (or its context ends).
+func TestLog_HandOff(t *testing.T) {
+	l := openLog(t, beacon.LogConfig{Acks: 2})
+	in := beacon.NewIntake(beacon.IntakeConfig{Log: l, PerIP: -1})
+	ctx := context.Background()
+	if _, _, err := l.Append(ctx, bodies(10)); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if err := l.HandOff(short); err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("hand-off with nothing acknowledged: %v, want the deadline", err)
+	}
+	if !l.HandingOff() {
+		t.Fatal("not handing off")
+	}
+	if _, _, err := l.Append(ctx, bodies(1)); !errors.Is(err, beacon.ErrHandingOff) {
+		t.Fatalf("append during the hand-off: %v", err)
+	}
+	for _, h := range []http.Handler{in.Batch(), in.Public()} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("POST", "/beacon", strings.NewReader(`{"event":"late"}`)))
+		if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" || !strings.Contains(rec.Body.String(), `"draining"`) {
+			t.Fatalf("post during the hand-off: %d %s", rec.Code, rec.Body)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.HandOff(ctx) }()
+	if err := l.Ack(ctx, "MASTER01", 10); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("hand-off ended with one acknowledgement of two: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := l.Ack(ctx, "NODE01", 10); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("hand-off did not end after two acknowledgements")
+	}
+	if s := l.Stats(); s.LastSeq != 10 || s.StoredBeacons != 0 {
+		t.Fatalf("after the hand-off: %+v", s)
 	}
 }
