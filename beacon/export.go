@@ -158,8 +158,9 @@ func (a *Aggregator) ClosedThrough(now time.Time) (int64, string) {
 	nowMS := now.UnixMilli()
 	last := func(t int64) int64 { return minuteOf(t-lat) - exportWindow } // the last window closed by time t
 	w, why := last(nowMS), "the lateness allowance"
+	edges := a.cfg.Edges()
 	a.mu.Lock()
-	for _, e := range a.cfg.Edges() {
+	for _, e := range edges {
 		key, ok := a.current[e]
 		t := a.through[key]
 		if !ok {

@@ -135,6 +135,9 @@ func TestExport_ClosedWindows(t *testing.T) {
 	if _, why := a.ClosedThrough(clock()); !strings.Contains(why, "EDGE02") {
 		t.Fatalf("why not closed: %q, want EDGE02 named", why)
 	}
+	if r := a.Report(); r.Export == nil || !strings.Contains(r.Export.HeldBy, "EDGE02") {
+		t.Fatalf("check report: export %+v, want it held by EDGE02", r.Export)
+	}
 	// EDGE02 comes with beacons of w0: one file for w0, both edges, all of it.
 	apply("EDGE02/y", seqBeacons(1, 3, func(int64) int64 { return w0 + 59_000 }))
 	pulled("EDGE02", "EDGE02/y", w0+130_000)
