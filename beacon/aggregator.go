@@ -60,9 +60,15 @@ type AggregatorConfig struct {
 	CheckHorizon  time.Duration // how far back a cross-check looks; 0 = DefaultCheckHorizon
 	PullWait      time.Duration // how long an edge holds a pull with nothing new; 0 = DefaultPullWait
 	// ExportDir, if set, receives Parquet files of the received beacons
-	// (export.go), one every ExportInterval (0 = DefaultExportInterval).
+	// (export.go), one per closed window, looked for every ExportInterval
+	// (0 = DefaultExportInterval). A window is closed ExportLateness (0 =
+	// DefaultExportLateness) after its end if every edge was pulled that
+	// far and the cross-check agrees, and ExportMaxWait (0 =
+	// DefaultExportMaxWait) after its end in any case.
 	ExportDir      string
 	ExportInterval time.Duration
+	ExportLateness time.Duration
+	ExportMaxWait  time.Duration
 	Now            func() time.Time
 	Logger         *slog.Logger
 }
@@ -78,6 +84,12 @@ type Aggregator struct {
 	current map[string]string // edge name -> key of its current log
 	loops   map[string]context.CancelFunc
 	links   map[string]*linkState
+	// through is, by log key, the edge's receive time (its clock, Unix ms)
+	// through which this aggregator holds everything of the log: the
+	// receive time of the beacon at the cursor, or the edge's time of an
+	// answer that reached the end of the log. Kept in memory: the first
+	// pulls after a restart learn it again.
+	through map[string]int64
 
 	// arrival numbers received beacons in commit order (for the export);
 	// only the writer goroutine (Apply's transaction) touches it after Open.
@@ -131,6 +143,13 @@ func OpenAggregator(ctx context.Context, cfg AggregatorConfig) (*Aggregator, err
 	if cfg.ExportInterval <= 0 {
 		cfg.ExportInterval = DefaultExportInterval
 	}
+	if cfg.ExportLateness <= 0 {
+		cfg.ExportLateness = DefaultExportLateness
+	}
+	if cfg.ExportMaxWait <= 0 {
+		cfg.ExportMaxWait = DefaultExportMaxWait
+	}
+	cfg.ExportMaxWait = max(cfg.ExportMaxWait, cfg.ExportLateness)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -153,7 +172,7 @@ func OpenAggregator(ctx context.Context, cfg AggregatorConfig) (*Aggregator, err
 	if err := cfg.Store.EnsureLocalTables(ctx, aggDDL); err != nil {
 		return nil, fmt.Errorf("beacon aggregator: %w", err)
 	}
-	a := &Aggregator{cfg: cfg, log: cfg.Logger, cursors: map[string]int64{}, current: map[string]string{}, loops: map[string]context.CancelFunc{}, links: map[string]*linkState{}}
+	a := &Aggregator{cfg: cfg, log: cfg.Logger, cursors: map[string]int64{}, current: map[string]string{}, loops: map[string]context.CancelFunc{}, links: map[string]*linkState{}, through: map[string]int64{}}
 	a.check.problems = map[string]*Problem{}
 	err := cfg.Store.ReadLocal(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT edge, through FROM outpost_beacon_cursors ORDER BY updated_ms`)
@@ -176,7 +195,7 @@ func OpenAggregator(ctx context.Context, cfg AggregatorConfig) (*Aggregator, err
 			return err
 		}
 		return tx.QueryRowContext(ctx, `SELECT max(coalesce((SELECT max(arrival) FROM outpost_beacon_recv), 0),
-			coalesce((SELECT max(value) FROM outpost_beacon_export), 0))`).Scan(&a.arrival)
+			coalesce((SELECT max(value) FROM outpost_beacon_export WHERE key IN ('done', 'pending', 'legacy_done', 'mark', 'pending_mark')), 0))`).Scan(&a.arrival)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("beacon aggregator: load cursors: %w", err)
@@ -372,11 +391,26 @@ func (a *Aggregator) pullOnce(ctx context.Context, edge string) error {
 			"edge", key, "from", next+1, "to", ans.Floor)
 		next = ans.Floor
 	}
-	if next == cur && a.hasCursor(key) {
-		return nil
+	if next > cur || !a.hasCursor(key) {
+		if _, err := a.Apply(ctx, key, ans.Beacons, next); err != nil {
+			return err
+		}
 	}
-	_, err = a.Apply(ctx, key, ans.Beacons, next)
-	return err
+	// How far in the edge's time this aggregator now holds the log (for
+	// closing export windows): to the last beacon pulled, or, at the end
+	// of the log, to the edge's time of the answer (not past this
+	// aggregator's own clock).
+	t := int64(0)
+	if n := len(ans.Beacons); n > 0 {
+		t = ans.Beacons[n-1].RecvMS
+	}
+	if next >= ans.Last && ans.Now > 0 {
+		t = max(t, min(ans.Now, a.cfg.Now().UnixMilli()))
+	}
+	a.mu.Lock()
+	a.through[key] = max(a.through[key], t)
+	a.mu.Unlock()
+	return nil
 }
 
 func (a *Aggregator) hasCursor(key string) bool {
@@ -388,10 +422,15 @@ func (a *Aggregator) hasCursor(key string) bool {
 
 // PullAnswer is the JSON answer of the pull and range routes.
 type PullAnswer struct {
-	Edge    string   `json:"edge"`
-	Log     string   `json:"log,omitempty"` // the edge's log identity (pull)
-	Floor   int64    `json:"floor"`         // every seq <= floor is deleted at the edge (pull); 0 (range)
-	Last    int64    `json:"last_seq"`      // the edge's last seq (pull); the aggregator's cursor (range)
+	Edge  string `json:"edge"`
+	Log   string `json:"log,omitempty"` // the edge's log identity (pull)
+	Floor int64  `json:"floor"`         // every seq <= floor is deleted at the edge (pull); 0 (range)
+	Last  int64  `json:"last_seq"`      // the edge's last seq (pull); the aggregator's cursor (range)
+	// Now is the edge's clock (Unix ms) when it read the answer (pull):
+	// with the answer at the end of its log, the edge holds nothing
+	// received before then that the answer lacks (within the export's
+	// lateness allowance).
+	Now     int64    `json:"now_ms,omitempty"`
 	Beacons []Beacon `json:"beacons"`
 }
 
@@ -599,19 +638,20 @@ func minuteOf(ms int64) int64 { return ms - mod(ms, 60_000) }
 // (the rollups stay).
 func (a *Aggregator) expire(ctx context.Context) error {
 	before := a.cfg.Now().Add(-a.cfg.Retention).UnixMilli()
-	exported := int64(1 << 62)
+	// What is not exported yet stays, however old.
+	cond, args := "true", []any{before}
 	if a.cfg.ExportDir != "" {
-		// What is not exported yet stays, however old.
-		done, _, err := a.exportState(ctx)
+		s, err := a.exportState(ctx)
 		if err != nil {
 			return err
 		}
-		exported = done
+		cond, args = exportedSQL, []any{s.Legacy, s.Window, s.Mark, before}
 	}
 	for {
 		var n int64
 		err := a.cfg.Store.WriteLocal(ctx, func(tx *store.LocalTx) error {
-			res, err := tx.Exec(`DELETE FROM outpost_beacon_recv WHERE (edge, seq) IN (SELECT edge, seq FROM outpost_beacon_recv WHERE recv_ms < ? AND arrival <= ? LIMIT 20000)`, before, exported)
+			res, err := tx.Exec(`DELETE FROM outpost_beacon_recv WHERE (edge, seq) IN (SELECT edge, seq FROM outpost_beacon_recv WHERE recv_ms < ?`+
+				fmt.Sprint(len(args))+` AND `+cond+` LIMIT 20000)`, args...)
 			if err != nil {
 				return err
 			}

@@ -59,6 +59,14 @@ type CheckReport struct {
 	Problems   []Problem       `json:"problems"`
 	Links      []linkState     `json:"links"`
 	Stats      AggregatorStats `json:"stats"`
+	Export     *ExportReport   `json:"export,omitempty"` // with --beacon-export-dir
+}
+
+// ExportReport says how far the Parquet export may go: the last closed
+// window and what keeps the next one open.
+type ExportReport struct {
+	ClosedThrough string `json:"closed_through,omitempty"` // start of the last closed window (RFC 3339)
+	HeldBy        string `json:"held_by,omitempty"`
 }
 
 // PeerCheck is the outcome of comparing with one other aggregator.
@@ -248,6 +256,13 @@ func (a *Aggregator) Report() CheckReport {
 	sort.Slice(r.Links, func(i, j int) bool { return r.Links[i].Edge < r.Links[j].Edge })
 	if r.Problems == nil {
 		r.Problems = []Problem{}
+	}
+	if a.cfg.ExportDir != "" {
+		w, why := a.ClosedThrough(a.cfg.Now())
+		r.Export = &ExportReport{HeldBy: why}
+		if w > minWindow {
+			r.Export.ClosedThrough = time.UnixMilli(w).UTC().Format(time.RFC3339)
+		}
 	}
 	return r
 }

@@ -29,11 +29,12 @@ func TestAggregator_ExportParquet(t *testing.T) {
 	if _, err := a.Apply(ctx, "EDGE01/x", beacons(1, 100, 1_767_312_000_000), 100); err != nil {
 		t.Fatal(err)
 	}
-	f1, err := a.Export(ctx)
-	if err != nil || f1 == "" {
-		t.Fatalf("export: %q %v", f1, err)
+	fs1, err := a.Export(ctx)
+	if err != nil || len(fs1) != 1 {
+		t.Fatalf("export: %q %v", fs1, err)
 	}
-	if f, err := a.Export(ctx); err != nil || f != "" {
+	f1 := fs1[0]
+	if f, err := a.Export(ctx); err != nil || len(f) != 0 {
 		t.Fatalf("nothing new: %q %v", f, err)
 	}
 	// Duplicates and new beacons, then a reopen.
@@ -45,10 +46,11 @@ func TestAggregator_ExportParquet(t *testing.T) {
 	}
 	closeStore()
 	a, _ = open()
-	f2, err := a.Export(ctx)
-	if err != nil || f2 == "" || f2 == f1 {
-		t.Fatalf("second export: %q %v", f2, err)
+	fs2, err := a.Export(ctx)
+	if err != nil || len(fs2) != 1 || fs2[0] == f1 {
+		t.Fatalf("second export: %q %v", fs2, err)
 	}
+	f2 := fs2[0]
 	seen := map[string]int{}
 	for _, f := range []string{f1, f2} {
 		rows, err := parquet.ReadFile[beacon.ExportRow](f)

@@ -244,6 +244,11 @@ func writeAppendError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusServiceUnavailable, "beacon_budget_full", "this edge keeps as many beacons as its disk budget allows (--beacon-disk-budget) until aggregators collect them; retry later")
 		return
 	}
+	if errors.Is(err, ErrHandingOff) {
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "draining", "this edge is shutting down (its disk does not survive it) and takes no new beacons; retry on another edge or in a few seconds")
+		return
+	}
 	if errors.Is(err, context.Canceled) {
 		writeError(w, http.StatusServiceUnavailable, store.CodeUnavailable, "request canceled")
 		return

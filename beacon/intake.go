@@ -33,13 +33,24 @@ const (
 // keeps what it has (nothing is dropped) and the client retries later.
 var ErrFull = errors.New("the beacon disk budget is full until aggregators collect")
 
+// ErrHandingOff is returned by Append once HandOff began: the edge is
+// shutting down with a data directory that does not survive it, and takes
+// no beacon it could not hand to the aggregators first.
+var ErrHandingOff = errors.New("this edge is shutting down and hands its beacons off to the aggregators; it takes no new ones")
+
 // LogConfig configures an edge's beacon log.
 type LogConfig struct {
 	Store  Store
 	Budget int64 // bytes (bodies + RowOverhead each) kept; 0 = DefaultBudget
 	Acks   int   // acknowledgements before deletion; 0 = DefaultAcks
-	Now    func() time.Time
-	Logger *slog.Logger
+	// Aggregators, if set, lists the aggregators whose acknowledgements
+	// count (the masters and nodes of the trust list, asked again at each
+	// acknowledgement): one removed from the list keeps its recorded
+	// acknowledgement, but it no longer lets the edge delete anything.
+	// Nil: every acknowledgement counts (a standalone node).
+	Aggregators func() []string
+	Now         func() time.Time
+	Logger      *slog.Logger
 }
 
 // Log is an edge's durable beacon log.
@@ -56,8 +67,12 @@ type Log struct {
 
 	mu   sync.Mutex
 	wake chan struct{} // closed at the next append
-	acks map[string]int64
-	id   string // this log's identity: random, made with the log (a new disk is a new log)
+	// handingOff refuses new appends (HandOff); inflight counts the
+	// appends past that check and not finished.
+	handingOff bool
+	inflight   int
+	acks       map[string]int64
+	id         string // this log's identity: random, made with the log (a new disk is a new log)
 	// lastRecv is the last receive time issued; only the writer goroutine
 	// (Append's transaction) touches it after Open.
 	lastRecv int64
@@ -195,6 +210,18 @@ func (l *Log) Append(ctx context.Context, bodies []json.RawMessage) (first, last
 	if len(bodies) == 0 {
 		return 0, 0, nil
 	}
+	l.mu.Lock()
+	if l.handingOff {
+		l.mu.Unlock()
+		return 0, 0, ErrHandingOff
+	}
+	l.inflight++
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.inflight--
+		l.mu.Unlock()
+	}()
 	var size int64
 	for _, b := range bodies {
 		size += int64(len(b)) + RowOverhead
@@ -246,6 +273,42 @@ func (l *Log) Append(ctx context.Context, bodies []json.RawMessage) (first, last
 	l.wake = make(chan struct{})
 	l.mu.Unlock()
 	return first, last, nil
+}
+
+// HandOff prepares the shutdown of an edge whose data directory does not
+// survive it (--ephemeral): from now on Append refuses with ErrHandingOff,
+// and HandOff waits until the appends under way finished and every beacon
+// taken in is acknowledged by LogConfig.Acks aggregators (and so deleted),
+// or ctx ends. Beacons are durable only on this disk until then; on a
+// persistent disk there is no need (they are collected after the restart).
+func (l *Log) HandOff(ctx context.Context) error {
+	l.mu.Lock()
+	l.handingOff = true
+	l.mu.Unlock()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		l.mu.Lock()
+		busy := l.inflight
+		l.mu.Unlock()
+		floor, last := l.floor.Load(), l.last.Load()
+		if busy == 0 && floor >= last {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("beacon hand-off: seqs %d..%d not acknowledged by %d aggregators (%d appends under way): %w",
+				floor+1, last, l.cfg.Acks, busy, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// HandingOff reports whether HandOff began.
+func (l *Log) HandingOff() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.handingOff
 }
 
 // ID returns the log's identity. Aggregators key what they pull by edge
@@ -333,7 +396,7 @@ func (l *Log) Ack(ctx context.Context, aggregator string, through int64) error {
 		}
 	}
 	l.mu.Unlock()
-	upTo := kthHighest(acks, l.cfg.Acks)
+	upTo := kthHighest(l.counted(acks), l.cfg.Acks)
 	record := true
 	for record || l.floor.Load() < upTo {
 		floor := l.floor.Load()
@@ -384,6 +447,21 @@ func (l *Log) Ack(ctx context.Context, aggregator string, through int64) error {
 	return nil
 }
 
+// counted returns the acknowledgements that count: those of aggregators
+// on LogConfig.Aggregators (all without it).
+func (l *Log) counted(acks map[string]int64) map[string]int64 {
+	if l.cfg.Aggregators == nil {
+		return acks
+	}
+	out := make(map[string]int64, len(acks))
+	for _, a := range l.cfg.Aggregators() {
+		if t, ok := acks[a]; ok {
+			out[a] = t
+		}
+	}
+	return out
+}
+
 // kthHighest returns the k-th highest acknowledgement (0 if fewer than k
 // aggregators acknowledged): every seq up to it is held by k aggregators.
 func kthHighest(acks map[string]int64, k int) int64 {
@@ -410,6 +488,9 @@ type LogStats struct {
 	RefusedFull   int64            `json:"refused_full"`
 	Acks          map[string]int64 `json:"acks"`
 	AcksNeeded    int              `json:"acks_needed"`
+	// AcksIgnored names the aggregators in Acks that are no longer on the
+	// trust list: their acknowledgements do not count.
+	AcksIgnored []string `json:"acks_ignored,omitempty"`
 }
 
 // Stats returns the log's state.
@@ -421,6 +502,13 @@ func (l *Log) Stats() LogStats {
 		s.Acks[a] = t
 	}
 	l.mu.Unlock()
+	counted := l.counted(s.Acks)
+	for a := range s.Acks {
+		if _, ok := counted[a]; !ok {
+			s.AcksIgnored = append(s.AcksIgnored, a)
+		}
+	}
+	sort.Strings(s.AcksIgnored)
 	return s
 }
 

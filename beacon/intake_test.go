@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/outpost-edge/outpost/beacon"
 )
@@ -307,5 +308,109 @@ func TestLog_BodiesKeptAsSent(t *testing.T) {
 		if string(got[i].Body) != string(bs[i]) || got[i].Seq != int64(i+1) {
 			t.Errorf("seq %d: stored %s, sent %s", got[i].Seq, got[i].Body, bs[i])
 		}
+	}
+}
+
+// TestLog_AcksOfRemovedAggregatorsDoNotCount: an aggregator taken off the
+// trust list keeps its recorded acknowledgement, but it is no longer one of
+// the --beacon-acks needed to delete: only acknowledgements of aggregators
+// on the list (as it is at each acknowledgement) count.
+func TestLog_AcksOfRemovedAggregatorsDoNotCount(t *testing.T) {
+	var mu sync.Mutex
+	trusted := []string{"MASTER01", "NODE01", "NODE02"}
+	l := openLog(t, beacon.LogConfig{Acks: 2, Aggregators: func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), trusted...)
+	}})
+	ctx := context.Background()
+	if _, _, err := l.Append(ctx, bodies(100)); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []struct {
+		name    string
+		through int64
+	}{{"MASTER01", 10}, {"NODE01", 10}, {"NODE02", 80}, {"STRANGER", 90}} {
+		if err := l.Ack(ctx, a.name, a.through); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// STRANGER (never on the list) does not count: 2nd highest of 10, 10, 80.
+	if s := l.Stats(); s.Floor != 10 {
+		t.Fatalf("floor %d, want 10 (an unlisted aggregator's ack counted): %+v", s.Floor, s)
+	}
+	// NODE02 leaves the list: its 80 no longer counts with MASTER01's 90.
+	mu.Lock()
+	trusted = []string{"MASTER01", "NODE01"}
+	mu.Unlock()
+	if err := l.Ack(ctx, "MASTER01", 90); err != nil {
+		t.Fatal(err)
+	}
+	s := l.Stats()
+	if s.Floor != 10 || s.StoredBeacons != 90 {
+		t.Fatalf("floor %d (%d stored), want 10: the removed NODE02's ack counted: %+v", s.Floor, s.StoredBeacons, s)
+	}
+	if s.Acks["NODE02"] != 80 || len(s.AcksIgnored) != 2 || s.AcksIgnored[0] != "NODE02" || s.AcksIgnored[1] != "STRANGER" {
+		t.Fatalf("acks %v, ignored %v; want NODE02's kept and reported ignored", s.Acks, s.AcksIgnored)
+	}
+	if err := l.Ack(ctx, "NODE01", 50); err != nil {
+		t.Fatal(err)
+	}
+	if s := l.Stats(); s.Floor != 50 {
+		t.Fatalf("floor %d, want 50 (MASTER01 90, NODE01 50)", s.Floor)
+	}
+}
+
+// TestLog_HandOff: once the hand-off began, intake refuses new beacons
+// (503 draining, nothing stored), and HandOff returns only when --beacon-acks
+// aggregators acknowledged every beacon taken in (or its context ends).
+func TestLog_HandOff(t *testing.T) {
+	l := openLog(t, beacon.LogConfig{Acks: 2})
+	in := beacon.NewIntake(beacon.IntakeConfig{Log: l, PerIP: -1})
+	ctx := context.Background()
+	if _, _, err := l.Append(ctx, bodies(10)); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if err := l.HandOff(short); err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("hand-off with nothing acknowledged: %v, want the deadline", err)
+	}
+	if !l.HandingOff() {
+		t.Fatal("not handing off")
+	}
+	if _, _, err := l.Append(ctx, bodies(1)); !errors.Is(err, beacon.ErrHandingOff) {
+		t.Fatalf("append during the hand-off: %v", err)
+	}
+	for _, h := range []http.Handler{in.Batch(), in.Public()} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("POST", "/beacon", strings.NewReader(`{"event":"late"}`)))
+		if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" || !strings.Contains(rec.Body.String(), `"draining"`) {
+			t.Fatalf("post during the hand-off: %d %s", rec.Code, rec.Body)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.HandOff(ctx) }()
+	if err := l.Ack(ctx, "MASTER01", 10); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("hand-off ended with one acknowledgement of two: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := l.Ack(ctx, "NODE01", 10); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("hand-off did not end after two acknowledgements")
+	}
+	if s := l.Stats(); s.LastSeq != 10 || s.StoredBeacons != 0 {
+		t.Fatalf("after the hand-off: %+v", s)
 	}
 }

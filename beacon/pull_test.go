@@ -18,13 +18,16 @@ import (
 
 // fakeEdge answers pulls like an edge, with an optional forgery.
 type fakeEdge struct {
-	mu     sync.Mutex
-	log    string
-	last   int64
-	forge  func(*beacon.PullAnswer)
-	pulls  int
-	acked  int64
-	called chan struct{}
+	mu    sync.Mutex
+	log   string
+	last  int64
+	forge func(*beacon.PullAnswer)
+	// noClock leaves now_ms out of the answers (an edge of an earlier
+	// version).
+	noClock bool
+	pulls   int
+	acked   int64
+	called  chan struct{}
 }
 
 func (f *fakeEdge) Do(ctx context.Context, name string, action policy.Action, method, path string, body []byte) (*http.Response, error) {
@@ -36,9 +39,12 @@ func (f *fakeEdge) Do(ctx context.Context, name string, action policy.Action, me
 	if q.Get("log") == f.log {
 		f.acked = max(f.acked, from-1)
 	}
-	ans := beacon.PullAnswer{Edge: name, Log: f.log, Last: f.last}
+	ans := beacon.PullAnswer{Edge: name, Log: f.log, Last: f.last, Now: time.Now().UnixMilli()}
 	for s := from; s <= f.last && len(ans.Beacons) < 10; s++ {
 		ans.Beacons = append(ans.Beacons, beacon.Beacon{Seq: s, RecvMS: 1000 + s, Body: json.RawMessage(`{"event":"e"}`)})
+	}
+	if f.noClock {
+		ans.Now = 0
 	}
 	if f.forge != nil {
 		f.forge(&ans)
@@ -126,5 +132,43 @@ func TestAggregator_RefusesForgedRanges(t *testing.T) {
 				t.Fatalf("stored from a forged answer: %+v cursor %d", s, a.Cursor("EDGE01"))
 			}
 		})
+	}
+}
+
+// TestAggregator_PullLearnsEdgeTime: an answer that reaches the end of the
+// edge's log carries the edge's clock, which tells the aggregator it holds
+// everything the edge received until then, so the export can close the
+// windows before it; without it (an older edge) only the last beacon's
+// receive time does.
+func TestAggregator_PullLearnsEdgeTime(t *testing.T) {
+	for _, noClock := range []bool{false, true} {
+		edge := &fakeEdge{log: "abc", last: 15, called: make(chan struct{}, 1), noClock: noClock}
+		a, err := beacon.OpenAggregator(context.Background(), beacon.AggregatorConfig{Self: "MASTER01", Store: openStore(t, t.TempDir()),
+			Transport: edge, Edges: func() []string { return []string{"EDGE01"} }, CheckInterval: -1, PullWait: 50 * time.Millisecond,
+			ExportLateness: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Start()
+		deadline := time.Now().Add(10 * time.Second)
+		for a.Cursor("EDGE01") != 15 {
+			if time.Now().After(deadline) {
+				t.Fatalf("cursor %d", a.Cursor("EDGE01"))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond) // another pull, at the end of the log
+		now := time.Now()
+		got, why := a.ClosedThrough(now)
+		a.Stop()
+		if want := now.Add(-time.Minute).UnixMilli(); !noClock && (got != want-want%60_000-60_000 || why != "the lateness allowance") {
+			t.Fatalf("closed through %d (%s), want %d: the edge's clock was not learnt", got, why, want-want%60_000-60_000)
+		}
+		// An edge without a clock in its answers: its last beacon (received at
+		// 1,015 ms) is all the aggregator knows, so only the max wait (1 h)
+		// closes windows.
+		if want := now.Add(-time.Hour).UnixMilli(); noClock && got != want-want%60_000-60_000 {
+			t.Fatalf("without the edge's clock: closed through %d (%s), want %d (the max wait)", got, why, want-want%60_000-60_000)
+		}
 	}
 }

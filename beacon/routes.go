@@ -64,6 +64,7 @@ func RegisterEdge(r Router, self string, log *Log) {
 			floor = log.Floor()
 			start = max(from, floor+1)
 		}
+		now := time.Now().UnixMilli()
 		bs, err := log.Read(ctx, start, to, PullBatch, PullBatchBytes)
 		if err != nil {
 			if headed {
@@ -72,7 +73,7 @@ func RegisterEdge(r Router, self string, log *Log) {
 			peer.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 			return
 		}
-		b := appendAnswer(nil, PullAnswer{Edge: self, Log: log.ID(), Floor: floor, Last: log.Last(), Beacons: bs})
+		b := appendAnswer(nil, PullAnswer{Edge: self, Log: log.ID(), Floor: floor, Last: log.Last(), Now: now, Beacons: bs})
 		if headed {
 			_, _ = w.Write(append(b, '\n'))
 			return
@@ -166,6 +167,10 @@ func appendAnswer(out []byte, a PullAnswer) []byte {
 	out = strconv.AppendInt(out, a.Floor, 10)
 	out = append(out, `,"last_seq":`...)
 	out = strconv.AppendInt(out, a.Last, 10)
+	if a.Now != 0 {
+		out = append(out, `,"now_ms":`...)
+		out = strconv.AppendInt(out, a.Now, 10)
+	}
 	out = append(out, `,"beacons":[`...)
 	for i, b := range a.Beacons {
 		if i > 0 {

@@ -64,7 +64,7 @@ func TestValidate_ForgedRanges(t *testing.T) {
 // TestWriteAnswer_RoundTrip: the hand-built pull answer decodes to what
 // was written.
 func TestWriteAnswer_RoundTrip(t *testing.T) {
-	want := PullAnswer{Edge: "EDGE01", Log: "k3\"x", Floor: 4, Last: 9, Beacons: []Beacon{
+	want := PullAnswer{Edge: "EDGE01", Log: "k3\"x", Floor: 4, Last: 9, Now: 1_767_312_000_123, Beacons: []Beacon{
 		{Seq: 5, RecvMS: 100, Body: json.RawMessage(`{"event":"a","u":"\\u00e9"}`)},
 		{Seq: 6, RecvMS: 101, Body: json.RawMessage(`{}`)},
 	}}
@@ -74,7 +74,7 @@ func TestWriteAnswer_RoundTrip(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
 		t.Fatalf("%s: %v", rec.Body.Bytes(), err)
 	}
-	if got.Edge != want.Edge || got.Log != want.Log || got.Floor != 4 || got.Last != 9 || len(got.Beacons) != 2 ||
+	if got.Edge != want.Edge || got.Log != want.Log || got.Floor != 4 || got.Last != 9 || got.Now != want.Now || len(got.Beacons) != 2 ||
 		string(got.Beacons[0].Body) != string(want.Beacons[0].Body) || got.Beacons[1].Seq != 6 || got.Beacons[1].RecvMS != 101 {
 		t.Fatalf("got %+v", got)
 	}

@@ -58,7 +58,8 @@ var ctrEdges = []string{"edge01", "edge02", "edge03", "edge04"}
 // and runs a bounded write load at every edge through three faults:
 //
 //  1. farm cdg cut off the core network (docker network disconnect) while
-//     both sides keep writing, then healed;
+//     both sides keep writing, then healed; then again during beacon intake
+//     at every edge (containers_beacons_test.go: no sync load);
 //  2. the master container SIGKILLed, left down, and started again;
 //  3. every container rolled to the second image, one at a time, waiting for
 //     each to be ready before the next.
@@ -207,26 +208,8 @@ func TestContainers_Faults(t *testing.T) {
 		p := time.Now()
 		load.start(1)
 		time.Sleep(1500 * time.Millisecond)
-		coreNet := h.project + "_core"
-		h.must(t, time.Minute, nil, "docker", "network", "inspect", "-f", "{{.Name}}", coreNet)
-		cdg := []string{"edge03", "edge04"}
-		ids, ips := map[string]string{}, map[string]string{}
-		coreIP := func(id string) string {
-			return strings.TrimSpace(h.must(t, time.Minute, nil, "docker", "inspect", "-f",
-				fmt.Sprintf(`{{with index .NetworkSettings.Networks %q}}{{.IPAddress}}{{end}}`, coreNet), id))
-		}
-		cut := map[string]bool{}
-		defer func() { // heal on t.Fatal too, so the later phases run on a whole fleet
-			for svc := range cut {
-				ctrRun(time.Minute, nil, "docker", "network", "connect", "--alias", svc, coreNet, ids[svc])
-			}
-		}()
-		for _, svc := range cdg {
-			ids[svc] = h.containerID(t, svc)
-			ips[svc] = coreIP(ids[svc])
-			h.must(t, time.Minute, nil, "docker", "network", "disconnect", coreNet, ids[svc])
-			cut[svc] = true
-		}
+		cut := h.cutCore(t, []string{"edge03", "edge04"})
+		defer cut.healQuietly() // on t.Fatal too, so the later phases run on a whole fleet
 		cutAcks := load.acksByEdge()
 		time.Sleep(time.Second)
 		cdgAtMaster := ctrCount(t, h.urls["master01"], `id LIKE 'edge03-%' OR id LIKE 'edge04-%'`)
@@ -235,25 +218,7 @@ func TestContainers_Faults(t *testing.T) {
 		cdgAtMaster2 := ctrCount(t, h.urls["master01"], `id LIKE 'edge03-%' OR id LIKE 'edge04-%'`)
 		lhrAtEdge03b := ctrCount(t, h.urls["edge03"], `id LIKE 'edge01-%' OR id LIKE 'edge02-%'`)
 		healAcks := load.acksByEdge()
-		// Heal. Docker gives a reconnected container the lowest free
-		// address, so reconnecting the edge with the higher address first
-		// makes the two trade addresses (which otherwise happens or not
-		// depending on which of them compose happened to create first): TCP
-		// connections from before the cut cannot carry on, and every node
-		// must notice they are dead and dial again. The service name is the
-		// peer address in fleet.trust.
-		order := slices.Clone(cdg)
-		slices.SortFunc(order, func(a, b string) int { return ctrCompareIP(ips[b], ips[a]) })
-		before := maps.Clone(ips)
-		for _, svc := range order {
-			h.must(t, time.Minute, nil, "docker", "network", "connect", "--alias", svc, coreNet, ids[svc])
-			delete(cut, svc)
-		}
-		var moves []string
-		for _, svc := range cdg {
-			ips[svc] = coreIP(ids[svc])
-			moves = append(moves, fmt.Sprintf("%s %s -> %s", svc, before[svc], ips[svc]))
-		}
+		moves := cut.heal(t)
 		var during []string
 		for _, e := range ctrEdges {
 			n := healAcks[e] - cutAcks[e]
@@ -267,10 +232,18 @@ func TestContainers_Faults(t *testing.T) {
 				cdgAtMaster, cdgAtMaster2, lhrAtEdge03, lhrAtEdge03b)
 		}
 		t.Logf("farm cdg off %s for 3s; writes acknowledged meanwhile: %s; master01 held %d cdg rows throughout, edge03 %d lhr rows; healed (core addresses: %s)",
-			coreNet, strings.Join(during, ", "), cdgAtMaster, lhrAtEdge03, strings.Join(moves, ", "))
+			cut.net, strings.Join(during, ", "), cdgAtMaster, lhrAtEdge03, strings.Join(moves, ", "))
 		time.Sleep(time.Second)
 		load.stop()
 		h.checkPhase(t, load, 1, "partition farm cdg", time.Since(p))
+	})
+
+	t.Run("beacons_partition_cdg", func(t *testing.T) {
+		// Beacon intake at every edge while farm cdg is cut off the core
+		// (containers_beacons_test.go).
+		p := time.Now()
+		h.beaconPartition(t)
+		h.beaconTime = time.Since(p)
 	})
 
 	t.Run("kill_master", func(t *testing.T) {
@@ -369,9 +342,9 @@ func TestContainers_Faults(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
-	t.Logf("total %v (images %v, fleet up %v, phases incl. convergence: partition %v, kill %v, roll %v)", time.Since(began).Round(time.Millisecond),
+	t.Logf("total %v (images %v, fleet up %v, phases incl. convergence: partition %v, beacons %v, kill %v, roll %v)", time.Since(began).Round(time.Millisecond),
 		built.Round(time.Millisecond), (started - built).Round(time.Millisecond),
-		h.phaseTimes[1].Round(time.Millisecond), h.phaseTimes[2].Round(time.Millisecond), h.phaseTimes[3].Round(time.Millisecond))
+		h.phaseTimes[1].Round(time.Millisecond), h.beaconTime.Round(time.Millisecond), h.phaseTimes[2].Round(time.Millisecond), h.phaseTimes[3].Round(time.Millisecond))
 }
 
 // ctrHarness drives one compose project.
@@ -383,8 +356,9 @@ type ctrHarness struct {
 	env        []string          // environment of every compose command (image a)
 	urls       map[string]string // service -> http://127.0.0.1:port
 	phaseTimes [4]time.Duration
-	stuck      []string // phases after which the fleet did not converge
-	oldLogs    []string // logs of containers replaced by the roll, shown on failure
+	beaconTime time.Duration // the beacon partition phase, convergence included
+	stuck      []string      // phases after which the fleet did not converge
+	oldLogs    []string      // logs of containers replaced by the roll, shown on failure
 }
 
 // must runs a command that must succeed and returns its stdout.

@@ -23,10 +23,15 @@ type BeaconConfig struct {
 	Retention     time.Duration   // received beacons kept by an aggregator; 0 = 24h
 	CheckInterval time.Duration   // between cross-checks; 0 = 10s, negative = never
 	PullWait      time.Duration   // how long an edge holds an idle pull; 0 = 5s
-	// ExportDir, if set, receives an aggregator's Parquet files every
-	// ExportInterval (0 = 1m).
+	// ExportDir, if set, receives an aggregator's Parquet files, one per
+	// closed window, looked for every ExportInterval (0 = 1m); a window
+	// closes ExportLateness (0 = 1m) after its end once every edge was
+	// pulled that far and the cross-check agrees, ExportMaxWait (0 = 1h)
+	// after its end in any case.
 	ExportDir      string
 	ExportInterval time.Duration
+	ExportLateness time.Duration
+	ExportMaxWait  time.Duration
 }
 
 // beaconState is the node's beacon intake (edges) and aggregator.
@@ -76,8 +81,13 @@ func (n *Node) openBeacons(ctx context.Context) error {
 		}
 	}
 	if n.intakeRole() {
-		l, err := beacon.OpenLog(ctx, beacon.LogConfig{Store: n.Store, Budget: bc.DiskBudget, Acks: bc.Acks,
-			Logger: n.log.With("component", "beacon")})
+		lc := beacon.LogConfig{Store: n.Store, Budget: bc.DiskBudget, Acks: bc.Acks, Logger: n.log.With("component", "beacon")}
+		if n.Trust != nil {
+			// Only the masters and nodes on the trust list (as it is now)
+			// count as acknowledging aggregators.
+			lc.Aggregators = func() []string { return n.beaconPeers(false) }
+		}
+		l, err := beacon.OpenLog(ctx, lc)
 		if err != nil {
 			return err
 		}
@@ -103,7 +113,7 @@ func (n *Node) openBeacons(ctx context.Context) error {
 		cfg := beacon.AggregatorConfig{
 			Self: n.Identity.Name, Store: n.Store, Rollups: bc.Rollups, Retention: bc.Retention,
 			CheckInterval: bc.CheckInterval, PullWait: bc.PullWait, Logger: n.log.With("component", "beacon"),
-			ExportDir: bc.ExportDir, ExportInterval: bc.ExportInterval,
+			ExportDir: bc.ExportDir, ExportInterval: bc.ExportInterval, ExportLateness: bc.ExportLateness, ExportMaxWait: bc.ExportMaxWait,
 			Edges: func() []string { return n.beaconPeers(true) }, Peers: func() []string { return n.beaconPeers(false) },
 		}
 		if n.Client != nil {

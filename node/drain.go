@@ -76,20 +76,47 @@ func (n *Node) serveReady(w http.ResponseWriter, r *http.Request) {
 // is ephemeral then waits, up to DrainTimeout, until a relay (a master or
 // node) has durably pulled every change it holds, as that relay's pull
 // cursor for this incarnation says (reported in its hellos): a farm sibling
-// relays only its own writes, so a sibling alone is no hand-off. Close
-// afterwards.
+// relays only its own writes, so a sibling alone is no hand-off. Meanwhile
+// (same bound) such an edge refuses new beacons (503 draining) and waits
+// until --beacon-acks aggregators have acknowledged every beacon it took
+// in; an edge on a persistent disk goes on taking beacons during the drain
+// (durable in its log, collected after the restart). Close afterwards.
 func (n *Node) Drain(ctx context.Context) error {
 	n.draining.Store(true)
-	if !n.cfg.Ephemeral || n.Identity.Role != outpost.RoleEdge || n.Repl == nil {
+	if !n.cfg.Ephemeral || n.Identity.Role != outpost.RoleEdge {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, cmp.Or(n.cfg.DrainTimeout, 20*time.Second))
+	defer cancel()
+	beacons := make(chan error, 1)
+	if n.BeaconLog != nil {
+		go func() {
+			n.log.Info("drain: refusing new beacons; waiting until aggregators acknowledged every beacon", "last_seq", n.BeaconLog.Last())
+			err := n.BeaconLog.HandOff(ctx)
+			if err != nil {
+				n.log.Error("drain: beacon hand-off incomplete; beacons not yet acknowledged may be lost with this data directory", "err", err)
+			} else {
+				n.log.Info("drain: aggregators acknowledged every beacon", "last_seq", n.BeaconLog.Last())
+			}
+			beacons <- err
+		}()
+	} else {
+		beacons <- nil
+	}
+	var err error
+	if n.Repl != nil {
+		err = n.handOffWrites(ctx)
+	}
+	return errors.Join(err, <-beacons)
+}
+
+// handOffWrites waits until a relay has pulled every write (Drain).
+func (n *Node) handOffWrites(ctx context.Context) error {
 	target := n.Store.DBVersion()
 	var logTarget int64
 	if k, err := n.Store.Knowledge(ctx); err == nil {
 		logTarget = k[n.Store.Origin()]
 	}
-	ctx, cancel := context.WithTimeout(ctx, cmp.Or(n.cfg.DrainTimeout, 20*time.Second))
-	defer cancel()
 	n.log.Info("drain: waiting until a relay has pulled every write", "db_version", target)
 	for {
 		if a, ok := relayHas(n.Repl.PullAcks(), n.Store.Incarnation(), target, logTarget); ok {

@@ -53,6 +53,8 @@ type beaconFlags struct {
 	checkInterval *time.Duration
 	exportDir     *string
 	exportEvery   *time.Duration
+	exportLate    *time.Duration
+	exportMaxWait *time.Duration
 }
 
 func (b *beaconFlags) register(fs *flag.FlagSet) {
@@ -63,14 +65,17 @@ func (b *beaconFlags) register(fs *flag.FlagSet) {
 	b.origins = fs.String("beacon-origins", "", "origins allowed to POST /beacon from a browser, comma-separated (e.g. https://shop.example); empty = any")
 	b.perIP = fs.Float64("beacon-per-ip", beacon.DefaultPerIP, "POST /beacon beacons per second from one client address (burst twice that); beyond, 429; 0 = no bound")
 	b.retention = fs.Duration("beacon-retention", beacon.DefaultRetention, "how long an aggregator keeps the beacons it received (for repairs of other aggregators); rollups stay")
-	b.exportDir = fs.String("beacon-export-dir", "", "an aggregator writes the beacons it received as Parquet files into this directory (each beacon in exactly one file); empty = no export")
-	b.exportEvery = fs.Duration("beacon-export-interval", beacon.DefaultExportInterval, "time between two Parquet files of --beacon-export-dir")
+	b.exportDir = fs.String("beacon-export-dir", "", "an aggregator writes the beacons it received as Parquet files into this directory, one per closed minute of receive time (each beacon in exactly one file); empty = no export")
+	b.exportEvery = fs.Duration("beacon-export-interval", beacon.DefaultExportInterval, "how often --beacon-export-dir gets the files of the windows closed since")
+	b.exportLate = fs.Duration("beacon-export-lateness", beacon.DefaultExportLateness, "a window is closed for the export this long after its end, once every edge was pulled that far and the cross-check agrees")
+	b.exportMaxWait = fs.Duration("beacon-export-max-wait", beacon.DefaultExportMaxWait, "a window is closed for the export this long after its end in any case (beacons arriving later go to a late file of the window)")
 	b.checkInterval = fs.Duration("beacon-check-interval", beacon.DefaultCheckInterval, "time between an aggregator's cross-checks with the others; 0 = never")
 }
 
 func (b *beaconFlags) config() node.BeaconConfig {
 	c := node.BeaconConfig{Acks: *b.acks, DiskBudget: *b.budget, Aggregator: *b.aggregator, PerIP: *b.perIP,
-		Retention: *b.retention, CheckInterval: *b.checkInterval, ExportDir: *b.exportDir, ExportInterval: *b.exportEvery}
+		Retention: *b.retention, CheckInterval: *b.checkInterval, ExportDir: *b.exportDir, ExportInterval: *b.exportEvery,
+		ExportLateness: *b.exportLate, ExportMaxWait: *b.exportMaxWait}
 	if b.rollups.set {
 		c.Rollups = b.rollups.specs
 	}

@@ -46,7 +46,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	peerAddr := fs.String("peer-addr", ":7701", "peer listener address (HTTP/2 over mutual TLS), used with --trust")
 	identityFrom := fs.String("identity-from", "", "directory of pre-generated identities, one sub-directory per node name (e.g. a mounted Secret); a data dir without an identity adopts its own")
 	nameFromHost := fs.Bool("name-from-hostname", false, "with --identity-from: this node's name is the host name upper-cased with - as _ (edge-lhr-0 is EDGE_LHR_0), as in a StatefulSet")
-	ephemeral := fs.Bool("ephemeral", false, "the data directory does not outlive this node (e.g. an emptyDir): on SIGTERM an edge first hands its writes to a farm sibling")
+	ephemeral := fs.Bool("ephemeral", false, "the data directory does not outlive this node (e.g. an emptyDir): on SIGTERM an edge first hands its writes to a relay (a master or node) and its beacons to the aggregators")
 	drainTimeout := fs.Duration("drain-timeout", 20*time.Second, "longest wait for that hand-off on SIGTERM")
 	readyMaxLag := fs.Int64("ready-max-lag", 10_000, "/readyz fails while a pull link is more than this many db_versions behind")
 	protocol := fs.Int("protocol-version", 0, "announce this protocol version instead of the build's (rolling-upgrade tests)")
