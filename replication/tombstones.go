@@ -229,12 +229,33 @@ func decodeReport(body io.Reader) (Report, error) {
 	return rep, nil
 }
 
-// decide computes this master's decision from the reports it keeps.
+// decide computes this hub's decision from the reports it keeps.
 func (r *Replicator) decide(ctx context.Context) (*Decision, error) {
 	own, err := r.cfg.Store.KnowledgePoints(ctx)
 	if err != nil {
 		return nil, err
 	}
+	var members []string
+	if r.cfg.Trust != nil {
+		for _, p := range r.cfg.Trust.List().Others() {
+			members = append(members, p.Name)
+		}
+	}
+	r.tomb.mu.Lock()
+	r.tomb.init()
+	d := Decide(own, members, r.tomb.reports)
+	r.tomb.waiting = d.Waiting
+	r.tomb.mu.Unlock()
+	return d, nil
+}
+
+// Decide computes a hub's tombstone decision: own is what the hub holds,
+// members the other nodes of its trust list, reports the latest report of
+// each (by name). It is ready once every member has reported and the hub
+// holds each member's own log through its report; the cut is then, per
+// origin, the least any of them (the hub included) holds, and Need the
+// most.
+func Decide(own map[string]store.Point, members []string, reports map[string]*Report) *Decision {
 	stable := make(map[string]store.Point, len(own))
 	need := make(map[string]int64, len(own))
 	for o, pt := range own {
@@ -242,28 +263,22 @@ func (r *Replicator) decide(ctx context.Context) (*Decision, error) {
 		need[o] = pt.Seq
 	}
 	var waiting []string
-	var members []identity.Peer
-	if r.cfg.Trust != nil {
-		members = r.cfg.Trust.List().Others()
-	}
-	r.tomb.mu.Lock()
-	r.tomb.init()
 	setBy := map[string]string{} // origin -> the member whose report set its cut
-	for _, p := range members {
-		rep := r.tomb.reports[p.Name]
+	for _, name := range members {
+		rep := reports[name]
 		if rep == nil {
-			waiting = append(waiting, p.Name+": no report yet")
+			waiting = append(waiting, name+": no report yet")
 			continue
 		}
 		if mine, theirs := own[rep.Origin].Seq, rep.Known[rep.Origin].Seq; mine < theirs {
-			waiting = append(waiting, fmt.Sprintf("%s: its log through %d is not here yet (%d)", p.Name, theirs, mine))
+			waiting = append(waiting, fmt.Sprintf("%s: its log through %d is not here yet (%d)", name, theirs, mine))
 			continue
 		}
 		for o, pt := range stable {
 			switch rp := rep.Known[o]; {
 			case rp.Seq < pt.Seq:
 				stable[o] = rp
-				setBy[o] = p.Name
+				setBy[o] = name
 			case rp.Seq == pt.Seq && pt.HLC == 0:
 				stable[o] = store.Point{Seq: pt.Seq, HLC: rp.HLC}
 			}
@@ -290,17 +305,28 @@ func (r *Replicator) decide(ctx context.Context) (*Decision, error) {
 	if len(waiting) > maxWaiting {
 		waiting = append(waiting[:maxWaiting], fmt.Sprintf("and %d more", len(waiting)-maxWaiting))
 	}
-	r.tomb.waiting = waiting
-	r.tomb.mu.Unlock()
 	if !ready {
-		return &Decision{Waiting: waiting}, nil
+		return &Decision{Waiting: waiting}
 	}
 	for o, pt := range stable {
 		if pt.Seq <= 0 || pt.HLC == 0 {
 			delete(stable, o)
 		}
 	}
-	return &Decision{Ready: true, Waiting: waiting, Stable: stable, Need: need}, nil
+	return &Decision{Ready: true, Waiting: waiting, Stable: stable, Need: need}
+}
+
+// Usable reports whether a node holding known may use the decision.
+func (d *Decision) Usable(known map[string]store.Point) bool {
+	if !d.Ready {
+		return false
+	}
+	for o, s := range d.Need {
+		if known[o].Seq < s {
+			return false
+		}
+	}
+	return true
 }
 
 // tombstoneLoop reports to the masters and uses their decisions (a master
@@ -457,14 +483,7 @@ func (r *Replicator) usePending(ctx context.Context, known map[string]store.Poin
 	}
 	moved := false
 	for m, d := range r.tomb.pending {
-		usable := true
-		for o, s := range d.Need {
-			if known[o].Seq < s {
-				usable = false
-				break
-			}
-		}
-		if !usable {
+		if !d.Usable(known) {
 			continue
 		}
 		delete(r.tomb.pending, m)

@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/outpost-edge/outpost"
+	"github.com/outpost-edge/outpost/merge"
+	"github.com/outpost-edge/outpost/replication"
 	"github.com/outpost-edge/outpost/store"
 	"pgregory.net/rapid"
 )
@@ -20,11 +23,24 @@ var convRing = keyring("MASTER1", "NODE1", "EDGE01", "EDGE02", "EDGE03", "EDGE09
 // puller's knowledge, through any allowed path (an edge relays too),
 // with entries lost (gaps), duplicated and reordered, logs collected at
 // random (a puller behind a collected floor bootstraps from a hub's
-// snapshot), and forged or altered entries from a hostile relay. Then the
-// network heals and every node must equal the reference model.
+// snapshot), forged or altered entries from a hostile relay, and
+// tombstones collected by the real decision rule (replication.Decide)
+// over reports taken at random moments and decisions handed to random
+// nodes. Then the network heals (and the tombstones are collected once
+// more) and every node must equal the reference model: its data, its
+// clock rows (a collected tombstone excepted) and every acknowledged write.
 func TestConvergence_Protocol2(t *testing.T) {
 	runConvergence(t, func(w *convWorld) {
 		w.proto2 = true
+		w.gc = true
+		w.reports = map[string]*replication.Report{}
+		w.pending = map[string][]*replication.Decision{}
+		w.cuts = map[string]map[string]store.Point{}
+		// Every node reports as it starts (holding nothing yet), so
+		// decisions are ready from the first steps on.
+		for _, n := range w.nodes {
+			w.report(w.t, n)
+		}
 		// The protocol 1 hostile peer has no log: its valid writes would
 		// reach protocol 2 nodes only as protocol 1 groups (a mixed fleet,
 		// tested in package fleet). Here the hostile relay forges entries.
@@ -73,6 +89,11 @@ func (w *convWorld) pull2(rt *rapid.T, dst, src *convNode, mode string) {
 		w.applyEntries(rt, dst, src, es[:k])
 	default:
 		w.applyEntries(rt, dst, src, es)
+	}
+	if w.gc {
+		// A node uses the decisions it holds enough for as soon as it
+		// can (the replicator tries every round).
+		w.useDecisions(rt, dst)
 	}
 }
 
@@ -230,4 +251,127 @@ func (w *convWorld) heal2(rt *rapid.T) {
 			return
 		}
 	}
+}
+
+// report records what n holds now, as its report to the hubs.
+func (w *convWorld) report(rt rapid.TB, n *convNode) {
+	k, err := n.s.KnowledgePoints(context.Background())
+	if err != nil {
+		rt.Fatal(err)
+	}
+	w.reports[n.id.Name] = &replication.Report{Origin: n.s.Origin(), Known: k}
+}
+
+// decide has node hi (a hub) decide from the reports it has, and hands the
+// decision to node ti (as a hub answers a report).
+func (w *convWorld) decide(rt *rapid.T, hi, ti int) {
+	hub, to := w.nodes[hi], w.nodes[ti]
+	if hub.id.Role != outpost.RoleMaster && hub.id.Role != outpost.RoleNode {
+		return
+	}
+	own, err := hub.s.KnowledgePoints(context.Background())
+	if err != nil {
+		rt.Fatal(err)
+	}
+	var members []string
+	for _, n := range w.nodes {
+		if n != hub {
+			members = append(members, n.id.Name)
+		}
+	}
+	d := replication.Decide(own, members, w.reports)
+	if !d.Ready {
+		return
+	}
+	w.pending[to.id.Name] = append(w.pending[to.id.Name], d)
+}
+
+// useDecisions has n collect the tombstones of the decisions it was given
+// and now holds enough for.
+func (w *convWorld) useDecisions(rt *rapid.T, n *convNode) {
+	ctx := context.Background()
+	known, err := n.s.KnowledgePoints(ctx)
+	if err != nil {
+		rt.Fatal(err)
+	}
+	cut := w.cuts[n.id.Name]
+	if cut == nil {
+		cut = map[string]store.Point{}
+		w.cuts[n.id.Name] = cut
+	}
+	var keep []*replication.Decision
+	used := false
+	for _, d := range w.pending[n.id.Name] {
+		if !d.Usable(known) {
+			keep = append(keep, d)
+			continue
+		}
+		used = true
+		for o, pt := range d.Stable {
+			if pt.Seq > cut[o].Seq {
+				cut[o] = pt
+			}
+		}
+	}
+	w.pending[n.id.Name] = keep
+	if !used {
+		return
+	}
+	res, err := n.s.CollectTombstones(ctx, cut)
+	if err != nil {
+		rt.Fatal(err)
+	}
+	w.stats.Decisions++
+	w.stats.Collected += int(res.Collected)
+	if res.Collected > 0 {
+		rt.Logf("%s collected %d tombstones (%d kept)", n.id.Name, res.Collected, res.Remaining)
+	}
+}
+
+// gcAll collects tombstones everywhere after the heal: every node reports,
+// then each hub decides for every node, and every node uses what it got.
+func (w *convWorld) gcAll(rt *rapid.T) {
+	for _, n := range w.nodes {
+		w.report(rt, n)
+	}
+	for hi := range w.nodes {
+		for ti := range w.nodes {
+			w.decide(rt, hi, ti)
+		}
+	}
+	for _, n := range w.nodes {
+		w.useDecisions(rt, n)
+	}
+}
+
+// collected reports whether n collected the tombstone of key: the model
+// has the row deleted and n's floor for the table reaches its life.
+func (w *convWorld) collected(rt *rapid.T, n *convNode, key string) bool {
+	r := w.ref[key]
+	if r == nil || merge.Alive(r.CL) {
+		return false
+	}
+	floors, err := n.s.Floors(context.Background())
+	if err != nil {
+		rt.Fatal(err)
+	}
+	return floors["t"] >= r.CL
+}
+
+// withoutCollected leaves out of both clock renderings the sentinels of
+// rows n collected (deleted in the model, absent at n).
+func (w *convWorld) withoutCollected(rt *rapid.T, n *convNode, got, want []string) ([]string, []string) {
+	have := map[string]bool{}
+	for _, l := range got {
+		have[l] = true
+	}
+	var out []string
+	for _, l := range want {
+		key, rest, _ := strings.Cut(l, " ")
+		if !strings.Contains(key, ".") && strings.HasPrefix(rest, "cl=") && !have[l] && w.collected(rt, n, key) {
+			continue
+		}
+		out = append(out, l)
+	}
+	return got, out
 }

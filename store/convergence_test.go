@@ -21,6 +21,7 @@ import (
 	"github.com/outpost-edge/outpost/internal/testutil"
 	"github.com/outpost-edge/outpost/merge"
 	"github.com/outpost-edge/outpost/policy"
+	"github.com/outpost-edge/outpost/replication"
 	"github.com/outpost-edge/outpost/store"
 	"pgregory.net/rapid"
 )
@@ -124,6 +125,9 @@ func runConvergence(t *testing.T, setup func(*convWorld)) {
 			w.step(rt, i)
 		}
 		w.heal(rt)
+		if w.gc {
+			w.gcAll(rt)
+		}
 		w.verify(rt)
 	})
 	t.Logf("over all checks: %+v", total)
@@ -164,6 +168,9 @@ type convStats struct {
 	// from others (only masters and nodes relay).
 	RelaysRefused int
 	Snapshots     int // protocol 2: pullers bootstrapped from a snapshot
+	// Tombstone collection (protocol 2): decisions a node used, and the
+	// tombstones collected by them.
+	Decisions, Collected int
 }
 
 func (s *convStats) add(o *convStats) {
@@ -185,6 +192,8 @@ func (s *convStats) add(o *convStats) {
 	s.WireGarbage += o.WireGarbage
 	s.RelaysRefused += o.RelaysRefused
 	s.Snapshots += o.Snapshots
+	s.Decisions += o.Decisions
+	s.Collected += o.Collected
 }
 
 type convNode struct {
@@ -217,6 +226,13 @@ type convWorld struct {
 	// proto2 moves changes as signed log entries (convergence2_test.go)
 	// instead of protocol 1 groups.
 	proto2 bool
+	// gc collects tombstones by reports and hub decisions
+	// (convergence2_test.go): reports by node name, decisions a node has
+	// been given and not used yet, and the cut each node used.
+	gc      bool
+	reports map[string]*replication.Report
+	pending map[string][]*replication.Decision
+	cuts    map[string]map[string]store.Point
 }
 
 func newConvWorld(t *testing.T, rt *rapid.T) *convWorld {
@@ -317,6 +333,9 @@ func (w *convWorld) step(rt *rapid.T, i int) {
 	if w.proto2 {
 		actions = append(actions, "collect", "forge")
 	}
+	if w.gc {
+		actions = append(actions, "report", "report", "report", "decide", "decide", "decide", "use")
+	}
 	switch a := rapid.SampledFrom(actions).Draw(rt, fmt.Sprintf("action%d", i)); a {
 	case "write":
 		w.write(rt, i, rapid.IntRange(0, len(w.nodes)-1).Draw(rt, "node"), 1)
@@ -368,6 +387,12 @@ func (w *convWorld) step(rt *rapid.T, i int) {
 		w.collect(rt, w.nodes[rapid.IntRange(0, len(w.nodes)-1).Draw(rt, "node")])
 	case "forge":
 		w.forge(rt)
+	case "report":
+		w.report(rt, w.nodes[rapid.IntRange(0, len(w.nodes)-1).Draw(rt, "node")])
+	case "decide":
+		w.decide(rt, rapid.IntRange(0, len(w.nodes)-1).Draw(rt, "hub"), rapid.IntRange(0, len(w.nodes)-1).Draw(rt, "to"))
+	case "use":
+		w.useDecisions(rt, w.nodes[rapid.IntRange(0, len(w.nodes)-1).Draw(rt, "node")])
 	default:
 		rt.Fatalf("unknown action %q", a)
 	}
@@ -739,12 +764,17 @@ func (w *convWorld) heal(rt *rapid.T) {
 // verify checks that all nodes agree, that they equal the reference model,
 // and that no acknowledged write was lost.
 func (w *convWorld) verify(rt *rapid.T) {
-	wantData, wantClock := w.model()
+	wantData, modelClock := w.model()
 	for _, n := range w.nodes {
+		wantClock := modelClock
 		if got := convData(rt, n.s); !slices.Equal(got, wantData) {
 			rt.Fatalf("%s data differs from the model:\n%s", n.id.Name, convDiff(got, wantData))
 		}
-		if got := convClock(rt, n.s); !slices.Equal(got, wantClock) {
+		got := convClock(rt, n.s)
+		if w.gc {
+			got, wantClock = w.withoutCollected(rt, n, got, wantClock)
+		}
+		if !slices.Equal(got, wantClock) {
 			rt.Fatalf("%s clock rows differ from the model:\n%s", n.id.Name, convDiff(got, wantClock))
 		}
 		w.checkFacts(rt, n)
@@ -808,6 +838,8 @@ func (w *convWorld) checkFacts(rt *rapid.T, n *convNode) {
 		key := f.ch.PK[0].(string)
 		row, ok := vers[key]
 		switch {
+		case !ok && w.collected(rt, n, key):
+			continue // deleted since, and its tombstone collected
 		case !ok || row.cl < f.ch.CL:
 			rt.Fatalf("%s lost %s's write of step %d: %+v; the row is at cl %d", n.id.Name, f.node, f.step, f.ch, row.cl)
 		case row.cl > f.ch.CL || f.ch.Col == "" || !merge.Alive(f.ch.CL):

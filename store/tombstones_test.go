@@ -3,11 +3,13 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/outpost-edge/outpost"
 	"github.com/outpost-edge/outpost/hlc"
 	"github.com/outpost-edge/outpost/internal/testutil"
+	"github.com/outpost-edge/outpost/replication"
 	"github.com/outpost-edge/outpost/store"
 )
 
@@ -169,5 +171,83 @@ func TestStore_CollectTombstonesShrinksTheFile(t *testing.T) {
 	t.Logf("pages: empty %d, full %d, after collection %d", base, full, after)
 	if float64(after) > 1.1*float64(base) {
 		t.Fatalf("%d pages after collection; an empty database has %d", after, base)
+	}
+}
+
+// reportOf is s's report to the hubs now.
+func reportOf(tb testing.TB, s *store.Store) *replication.Report {
+	tb.Helper()
+	return &replication.Report{Origin: s.Origin(), Known: cutOf(tb, s)}
+}
+
+// TestDecide_ConcurrentUpdate: B updates a row while A deletes it. Until
+// B's report shows it held the delete (and the master holds B's log
+// through that report), the master's decision must not cover the delete:
+// B's update may still be on its way, and a node that had dropped the
+// tombstone would take it as a live row.
+func TestDecide_ConcurrentUpdate(t *testing.T) {
+	ring := keyring("MASTER01", "EDGE01", "EDGE02")
+	open := func(name, code string) *store.Store {
+		return testutil.OpenStore(t, "", store.Options{Identity: testutil.Identity(name, code), Keys: testKeys{name, ring}})
+	}
+	m, a, b, c := open("MASTER01", "01ma"), open("EDGE01", "43ax"), open("EDGE02", "44bx"), open("EDGE03", "45cx")
+	everyone := func() {
+		for range 2 {
+			pullEntries(t, a, m, store.EntryFilter{})
+			pullEntries(t, b, m, store.EntryFilter{})
+			pullEntries(t, m, a, store.EntryFilter{})
+			pullEntries(t, m, b, store.EntryFilter{})
+		}
+	}
+	execV(t, a, `INSERT INTO pages (id, title) VALUES ('k', 'one')`)
+	everyone()
+	reports := map[string]*replication.Report{"EDGE01": reportOf(t, a), "EDGE02": reportOf(t, b)}
+	members := []string{"EDGE01", "EDGE02"}
+
+	execV(t, a, `DELETE FROM pages WHERE id = 'k'`)
+	execV(t, b, `UPDATE pages SET title = 'two' WHERE id = 'k'`) // concurrent: b has not seen the delete
+	pullEntries(t, a, m, store.EntryFilter{})                    // m pulls a
+	reports["EDGE01"] = reportOf(t, a)
+	d := replication.Decide(cutOf(t, m), members, reports)
+	if !d.Ready {
+		t.Fatalf("not ready: %v", d.Waiting)
+	}
+	if r := collectTombstones(t, m, d.Stable); r.Collected != 0 {
+		t.Fatalf("the master collected the delete before EDGE02 reported holding it: %+v (decision %+v)", r, d)
+	}
+	if !strings.Contains(strings.Join(d.Waiting, ";"), "EDGE02") {
+		t.Fatalf("the decision does not say EDGE02 holds it back: %v", d.Waiting)
+	}
+	// EDGE02 reports after its update: the master does not hold it yet.
+	reports["EDGE02"] = reportOf(t, b)
+	if d := replication.Decide(cutOf(t, m), members, reports); d.Ready {
+		t.Fatalf("ready without EDGE02's log through its report: %+v", d)
+	}
+	// Everything moves; everyone reports holding everything.
+	everyone()
+	if got := count(t, m, `SELECT count(*) FROM pages`); got != 0 {
+		t.Fatalf("the master holds %d rows: the update resurrected the row", got)
+	}
+	reports = map[string]*replication.Report{"EDGE01": reportOf(t, a), "EDGE02": reportOf(t, b)}
+	d = replication.Decide(cutOf(t, m), members, reports)
+	for _, s := range []*store.Store{m, a, b} {
+		if !d.Usable(cutOf(t, s)) {
+			t.Fatalf("%s cannot use the decision: %+v", s.Identity().Name, d)
+		}
+		if r := collectTombstones(t, s, d.Stable); r.Collected != 1 || r.Remaining != 0 {
+			t.Fatalf("%s: %+v", s.Identity().Name, r)
+		}
+	}
+	// c lacks b's update, which the decision needs: it may not use it (had
+	// it dropped its tombstone, b's update would bring the row back there).
+	if d.Usable(cutOf(t, c)) {
+		t.Fatal("EDGE03 may use the decision without EDGE02's concurrent update")
+	}
+	pullEntries(t, m, c, store.EntryFilter{})
+	if !d.Usable(cutOf(t, c)) {
+		t.Fatal("EDGE03 holds everything and may not use the decision")
+	}
+	if got := count(t, c, `SELECT count(*) FROM pages`); got != 0 {
+		t.Fatalf("EDGE03 holds %d rows", got)
 	}
 }
