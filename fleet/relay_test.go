@@ -575,3 +575,88 @@ func TestFleet_RelaySenderEdgeRestart(t *testing.T) {
 	}
 	ben.next("caughtup")
 }
+
+// TestFleet_RelayRetryAtTwoEdges: a client that sends the same message
+// (same client id) at EDGE01 and, as a retry, at EDGE04 before either row
+// replicated gets one msg_id from both; replication merges the two rows
+// into one version at every node (a valid signed message), and the
+// recipient gets one message.
+func TestFleet_RelayRetryAtTwoEdges(t *testing.T) {
+	f := startRelayFleet(t, node.RelayConfig{})
+	e1, e4 := f.Node("EDGE01"), f.Node("EDGE04")
+	eli := dialRelay(t, f.Node("EDGE02"), "eli", 0)
+	eli.next("caughtup")
+	want := relay.MessageID("fay", "dup-1")
+	req := relay.SendRequest{To: "eli", ID: "dup-1", Body: json.RawMessage(`{"text":"once"}`)}
+	answers := make(chan string, 2)
+	for _, n := range []*node.Node{e1, e4} {
+		go func() {
+			s, err := n.Relay.Send(context.Background(), "fay", req)
+			if err != nil {
+				answers <- err.Error()
+				return
+			}
+			answers <- s.MsgID
+		}()
+	}
+	for range 2 {
+		if got := <-answers; got != want {
+			t.Fatalf("msg_id %q, want %q at both edges", got, want)
+		}
+	}
+	// Every node ends with the same version of the one row (the later
+	// send's: last writer wins, column by column, and each row's columns
+	// were written together).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		versions := map[string][]string{}
+		for _, n := range f.Nodes {
+			r := rows(t, n.Store, `SELECT count(*), coalesce(max(id), ''), coalesce(max(node || '/' || hlc), '') FROM outpost_relay_messages WHERE sender = 'fay' AND cid = 'dup-1'`)
+			if r[0][0].(int64) == 1 && r[0][1] != want {
+				t.Fatalf("%s: id %v", n.Identity.Name, r[0][1])
+			}
+			v := fmt.Sprint(r[0][0], " ", r[0][2])
+			versions[v] = append(versions[v], n.Identity.Name)
+		}
+		if len(versions) == 1 && len(versions[fmt.Sprint(1, " ", r0version(versions))]) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the nodes hold %v, want one version", versions)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The merged row is a valid message: EDGE02 verifies its signature.
+	r := rows(t, f.Node("EDGE02").Store, `SELECT id, cid, sender, to_user, room, body, node, hlc, created, sig FROM outpost_relay_messages WHERE id = ?`, want)[0]
+	m := relay.Message{ID: r[0].(string), CID: r[1].(string), From: r[2].(string), To: r[3].(string), Room: r[4].(string), Body: json.RawMessage(r[5].(string)),
+		Node: r[6].(string), HLC: r[7].(int64), Created: r[8].(int64), Sig: r[9].([]byte)}
+	if _, err := f.Node("EDGE02").Relay.HandleForward(context.Background(), m.Node, false, relay.Forward{Target: "EDGE02", Msgs: []relay.Message{m}}); err != nil {
+		t.Fatalf("the merged row does not verify: %v", err)
+	}
+	if got := eli.messages(1); got[0] != "once" {
+		t.Fatalf("eli got %q", got)
+	}
+	// Nothing else for eli: a fresh device replays one message.
+	again := dialRelay(t, f.Node("EDGE03"), "eli", 0)
+	var ids []any
+	for fr := range again.frames {
+		if fr["type"] == "msg" {
+			ids = append(ids, fr["id"])
+		}
+		if fr["type"] == "caughtup" {
+			break
+		}
+	}
+	if len(ids) != 1 || ids[0] != want {
+		t.Fatalf("replay: messages %v, want [%s]", ids, want)
+	}
+}
+
+// r0version returns the version of the first "count version" key.
+func r0version(m map[string][]string) string {
+	for k := range m {
+		_, v, _ := strings.Cut(k, " ")
+		return v
+	}
+	return ""
+}

@@ -93,7 +93,7 @@ func (r *Relay) store(ctx context.Context, from string, in *SendRequest) (*Messa
 		m   *Message
 		dup bool
 	)
-	id := r.cfg.DB.ID()
+	id := MessageID(from, in.ID)
 	_, err := r.cfg.DB.Write(ctx, func(tx *store.Tx) error {
 		rows, err := tx.QueryInternal(`SELECT `+msgCols+` FROM outpost_relay_messages WHERE sender = ? AND cid = ?`, from, in.ID)
 		if err != nil {
