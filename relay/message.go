@@ -123,6 +123,9 @@ type receiptFrame struct {
 	User  string `json:"user"`
 	Kind  string `json:"kind"` // delivered | read
 	At    int64  `json:"at"`
+	// HLC is the receipt row's clock (the recipient's node at its commit):
+	// a cursor like a message's hlc.
+	HLC int64 `json:"hlc"`
 
 	senderUser string
 }
