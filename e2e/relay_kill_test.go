@@ -22,9 +22,10 @@ import (
 
 // Bounds of TestRelay_KillEdges.
 const (
-	relayMaxMessages = 600                   // the sender stops here whatever happens
-	relaySendEvery   = 40 * time.Millisecond // the sender's pace: at most 25 messages/s
-	relayConverge    = 45 * time.Second      // how long the recipients may take to get every acknowledged message
+	relayOffline     = 500 * time.Millisecond // a recipient whose connection drops stays away this long: what is sent meanwhile comes by its replay
+	relayMaxMessages = 600                    // the sender stops here whatever happens
+	relaySendEvery   = 40 * time.Millisecond  // the sender's pace: at most 25 messages/s
+	relayConverge    = 45 * time.Second       // how long the recipients may take to get every acknowledged message
 )
 
 // TestRelay_KillEdges runs the chat relay on one `outpost serve` process per
@@ -113,14 +114,18 @@ func TestRelay_KillEdges(t *testing.T) {
 	stopAll := sync.OnceFunc(func() { cancel(); wg.Wait() })
 	defer stopAll()
 
-	bob := &relayDevice{user: "bob", token: token("bob"), edges: []string{urlOf("EDGE03"), urlOf("EDGE02")}}
-	carol := &relayDevice{user: "carol", token: token("carol"), edges: []string{urlOf("EDGE02"), urlOf("EDGE01")}}
-	for _, d := range []*relayDevice{bob, carol} {
+	bob := &relayDevice{user: "bob", token: token("bob"), edges: []string{urlOf("EDGE03"), urlOf("EDGE02")}, ack: true}
+	carol := &relayDevice{user: "carol", token: token("carol"), edges: []string{urlOf("EDGE02"), urlOf("EDGE01")}, ack: true}
+	aliceToken := token("alice")
+	// alice's own device, at her edge, gets the receipts (replayed after
+	// the kill of EDGE01, when it reconnects at EDGE02 with its cursor).
+	aliceDev := &relayDevice{user: "alice", token: aliceToken, edges: []string{urlOf("EDGE01"), urlOf("EDGE02")}}
+	for _, d := range []*relayDevice{bob, carol, aliceDev} {
 		d.init()
 		wg.Add(1)
 		go func() { defer wg.Done(); d.run(ctx) }()
 	}
-	for _, d := range []*relayDevice{bob, carol} {
+	for _, d := range []*relayDevice{bob, carol, aliceDev} {
 		if !waitFor(30*time.Second, func() bool { return d.caughtUps.Load() > 0 }) {
 			t.Fatalf("%s never connected: %s", d.user, d.lastErr())
 		}
@@ -128,7 +133,7 @@ func TestRelay_KillEdges(t *testing.T) {
 
 	// alice: one message at a time, each retried with its client id until
 	// a node acknowledges it (EDGE01 first, else EDGE02).
-	alice := &relaySender{token: token("alice"), edges: []string{urlOf("EDGE01"), urlOf("EDGE02")}, hc: hc}
+	alice := &relaySender{token: aliceToken, edges: []string{urlOf("EDGE01"), urlOf("EDGE02")}, hc: hc}
 	stopSend := make(chan struct{})
 	var sendDone sync.WaitGroup
 	sendDone.Add(1)
@@ -165,13 +170,25 @@ func TestRelay_KillEdges(t *testing.T) {
 	stopSender()
 
 	acked := alice.ackedByUser()
+	var ackedIDs []string
+	for _, u := range []string{"bob", "carol"} {
+		for _, cid := range acked[u] {
+			ackedIDs = append(ackedIDs, alice.msgID(cid))
+		}
+	}
+	start := time.Now()
 	converged := waitFor(relayConverge, func() bool {
-		return bob.hasAll(acked["bob"]) && carol.hasAll(acked["carol"])
+		return bob.hasAll(acked["bob"]) && carol.hasAll(acked["carol"]) && len(aliceDev.missingReceipts(ackedIDs)) == 0
 	})
+	t.Logf("converged in %v after the sender stopped", time.Since(start).Round(time.Millisecond))
 	cancel()
 	wg.Wait()
-	t.Logf("alice: %d acknowledged (%d retried at another node, %d sends failed at a node); bob: %d connections, %d repeats dropped; carol: %d connections, %d repeats dropped",
-		alice.acked.Load(), alice.failovers.Load(), alice.failures.Load(), bob.connects.Load(), bob.repeats.Load(), carol.connects.Load(), carol.repeats.Load())
+	t.Logf("alice: %d acknowledged (%d retried at another node, %d sends failed at a node), her device %d connections, %d repeated receipts dropped; bob: %d connections, %d repeats dropped; carol: %d connections, %d repeats dropped",
+		alice.acked.Load(), alice.failovers.Load(), alice.failures.Load(), aliceDev.connects.Load(), aliceDev.repeats.Load(),
+		bob.connects.Load(), bob.repeats.Load(), carol.connects.Load(), carol.repeats.Load())
+	if missing := aliceDev.missingReceipts(ackedIDs); len(missing) > 0 {
+		t.Errorf("alice lacks the delivered receipts of %d acknowledged messages after %v, e.g. %v (last error: %s)", len(missing), relayConverge, missing[:min(5, len(missing))], aliceDev.lastErr())
+	}
 	for _, d := range []*relayDevice{bob, carol} {
 		if !converged {
 			if missing := d.missing(acked[d.user]); len(missing) > 0 {
@@ -186,12 +203,34 @@ func TestRelay_KillEdges(t *testing.T) {
 	for _, d := range []*relayDevice{bob, carol} {
 		fresh := &relayDevice{user: d.user, token: d.token, edges: []string{urlOf("MASTER01")}, device: "fresh"}
 		fresh.init()
-		rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
-		msgs, err := fresh.replayOnce(rctx)
-		rcancel()
+		// MASTER01 may still be pulling from the restarted EDGE01 (the live
+		// forwards went through it without its store): replay until it
+		// has every acknowledged message.
+		var msgs []relayMsg
+		var err error
+		replays := 0
+		waitFor(30*time.Second, func() bool {
+			replays++
+			rctx, rcancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer rcancel()
+			if msgs, err = fresh.replayOnce(rctx); err != nil {
+				return false
+			}
+			have := map[string]bool{}
+			for _, m := range msgs {
+				have[m.ID] = true
+			}
+			for _, cid := range acked[d.user] {
+				if !have[alice.msgID(cid)] {
+					return false
+				}
+			}
+			return true
+		})
 		if err != nil {
 			t.Fatalf("%s replay at MASTER01: %v", d.user, err)
 		}
+		t.Logf("%s: a new device at MASTER01 replayed %d messages (%d attempts)", d.user, len(msgs), replays)
 		var seqs []int
 		ids := map[string]bool{}
 		for _, m := range msgs {
@@ -376,6 +415,7 @@ func (s *relaySender) recipient(cid string) string {
 type relayDevice struct {
 	user, token, device string
 	edges               []string
+	ack                 bool // send a delivered receipt for every message frame (repeats too: the node keeps one)
 
 	connects  atomic.Int64
 	caughtUps atomic.Int64
@@ -387,6 +427,7 @@ type relayDevice struct {
 	got     map[string]relayMsg // by message ID
 	byCID   map[string][]string // client id -> message IDs it came under
 	arrival []string            // message IDs in the order first received
+	rcpts   map[string]bool     // delivered receipts got, by message ID
 	err     string
 }
 
@@ -400,7 +441,7 @@ func (d *relayDevice) init() {
 	if d.device == "" {
 		d.device = "phone"
 	}
-	d.got, d.byCID = map[string]relayMsg{}, map[string][]string{}
+	d.got, d.byCID, d.rcpts = map[string]relayMsg{}, map[string][]string{}, map[string]bool{}
 }
 
 func (d *relayDevice) lastErr() string {
@@ -455,6 +496,10 @@ func (d *relayDevice) run(ctx context.Context) {
 			d.err = err.Error()
 		}
 		d.mu.Unlock()
+		select {
+		case <-time.After(relayOffline):
+		case <-ctx.Done():
+		}
 	}
 }
 
@@ -476,12 +521,14 @@ func (d *relayDevice) read(ctx context.Context, ws *websocket.Conn) error {
 			return err
 		}
 		var f struct {
-			Type string          `json:"type"`
-			ID   string          `json:"id"`
-			CID  string          `json:"cid"`
-			From string          `json:"from"`
-			HLC  int64           `json:"hlc"`
-			Body json.RawMessage `json:"body"`
+			Type  string          `json:"type"`
+			ID    string          `json:"id"`
+			CID   string          `json:"cid"`
+			From  string          `json:"from"`
+			HLC   int64           `json:"hlc"`
+			Body  json.RawMessage `json:"body"`
+			MsgID string          `json:"msg_id"`
+			Kind  string          `json:"kind"`
 		}
 		if err := json.Unmarshal(b, &f); err != nil {
 			return fmt.Errorf("bad frame %q: %v", b, err)
@@ -489,7 +536,22 @@ func (d *relayDevice) read(ctx context.Context, ws *websocket.Conn) error {
 		switch f.Type {
 		case "caughtup":
 			d.caughtUps.Add(1)
+		case "receipt":
+			d.mu.Lock()
+			d.cursor = max(d.cursor, f.HLC)
+			if f.Kind == "delivered" {
+				if d.rcpts[f.MsgID] {
+					d.repeats.Add(1)
+				}
+				d.rcpts[f.MsgID] = true
+			}
+			d.mu.Unlock()
 		case "msg":
+			if d.ack {
+				if err := ws.Write(ctx, websocket.MessageText, []byte(`{"type":"ack","id":"`+f.ID+`"}`)); err != nil {
+					return err
+				}
+			}
 			var body struct{ Seq int }
 			_ = json.Unmarshal(f.Body, &body)
 			d.mu.Lock()
@@ -554,6 +616,19 @@ func (d *relayDevice) missing(cids []string) []string {
 }
 
 func (d *relayDevice) hasAll(cids []string) bool { return len(d.missing(cids)) == 0 }
+
+// missingReceipts returns the msg_ids of ids without a delivered receipt.
+func (d *relayDevice) missingReceipts(ids []string) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for _, id := range ids {
+		if !d.rcpts[id] {
+			out = append(out, id)
+		}
+	}
+	return out
+}
 
 // check asserts what the device showed: each (sender, client id) under one
 // message ID, only messages for this user, and in alice's order once
