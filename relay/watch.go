@@ -52,7 +52,9 @@ func (r *Relay) watchMessages(last int64) int64 {
 			last = asInt(row[0])
 			m := scanMsg(row, 1)
 			r.deliver(r.ctx, m)
-			if r.hub.has(m.From) {
+			// A message written here has no receipt yet when it is
+			// new here: only another node's may have been overtaken.
+			if m.Node != r.cfg.Self && r.hub.has(m.From) {
 				r.receiptsOf(m)
 			}
 		}
