@@ -575,3 +575,202 @@ func TestFleet_RelaySenderEdgeRestart(t *testing.T) {
 	}
 	ben.next("caughtup")
 }
+
+// TestFleet_RelayRetryAtTwoEdges: a client that sends the same message
+// (same client id) at EDGE01 and, as a retry, at EDGE04 before either row
+// replicated gets one msg_id from both; replication merges the two rows
+// into one version at every node (a valid signed message), and the
+// recipient gets one message.
+func TestFleet_RelayRetryAtTwoEdges(t *testing.T) {
+	f := startRelayFleet(t, node.RelayConfig{})
+	e1, e4 := f.Node("EDGE01"), f.Node("EDGE04")
+	eli := dialRelay(t, f.Node("EDGE02"), "eli", 0)
+	eli.next("caughtup")
+	want := relay.MessageID("fay", "dup-1")
+	req := relay.SendRequest{To: "eli", ID: "dup-1", Body: json.RawMessage(`{"text":"once"}`)}
+	answers := make(chan string, 2)
+	for _, n := range []*node.Node{e1, e4} {
+		go func() {
+			s, err := n.Relay.Send(context.Background(), "fay", req)
+			if err != nil {
+				answers <- err.Error()
+				return
+			}
+			answers <- s.MsgID
+		}()
+	}
+	for range 2 {
+		if got := <-answers; got != want {
+			t.Fatalf("msg_id %q, want %q at both edges", got, want)
+		}
+	}
+	// Every node ends with the same version of the one row (the later
+	// send's: last writer wins, column by column, and each row's columns
+	// were written together).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		versions := map[string][]string{}
+		for _, n := range f.Nodes {
+			r := rows(t, n.Store, `SELECT count(*), coalesce(max(id), ''), coalesce(max(node || '/' || hlc), '') FROM outpost_relay_messages WHERE sender = 'fay' AND cid = 'dup-1'`)
+			if r[0][0].(int64) == 1 && r[0][1] != want {
+				t.Fatalf("%s: id %v", n.Identity.Name, r[0][1])
+			}
+			v := fmt.Sprint(r[0][0], " ", r[0][2])
+			versions[v] = append(versions[v], n.Identity.Name)
+		}
+		if len(versions) == 1 && len(versions[fmt.Sprint(1, " ", r0version(versions))]) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the nodes hold %v, want one version", versions)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The merged row is a valid message: EDGE02 verifies its signature.
+	r := rows(t, f.Node("EDGE02").Store, `SELECT id, cid, sender, to_user, room, body, node, hlc, created, sig FROM outpost_relay_messages WHERE id = ?`, want)[0]
+	m := relay.Message{ID: r[0].(string), CID: r[1].(string), From: r[2].(string), To: r[3].(string), Room: r[4].(string), Body: json.RawMessage(r[5].(string)),
+		Node: r[6].(string), HLC: r[7].(int64), Created: r[8].(int64), Sig: r[9].([]byte)}
+	if _, err := f.Node("EDGE02").Relay.HandleForward(context.Background(), m.Node, false, relay.Forward{Target: "EDGE02", Msgs: []relay.Message{m}}); err != nil {
+		t.Fatalf("the merged row does not verify: %v", err)
+	}
+	if got := eli.messages(1); got[0] != "once" {
+		t.Fatalf("eli got %q", got)
+	}
+	// Nothing else for eli: a fresh device replays one message.
+	again := dialRelay(t, f.Node("EDGE03"), "eli", 0)
+	var ids []any
+	for fr := range again.frames {
+		if fr["type"] == "msg" {
+			ids = append(ids, fr["id"])
+		}
+		if fr["type"] == "caughtup" {
+			break
+		}
+	}
+	if len(ids) != 1 || ids[0] != want {
+		t.Fatalf("replay: messages %v, want [%s]", ids, want)
+	}
+}
+
+// r0version returns the version of the first "count version" key.
+func r0version(m map[string][]string) string {
+	for k := range m {
+		_, v, _ := strings.Cut(k, " ")
+		return v
+	}
+	return ""
+}
+
+// untilCaughtUp returns the frames before the replay's end.
+func (c *relayClient) untilCaughtUp() (frames []map[string]any, cursor int64) {
+	c.tb.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case f, ok := <-c.frames:
+			if !ok {
+				c.tb.Fatal("connection closed during the replay")
+			}
+			if f["type"] == "caughtup" {
+				return frames, int64(f["cursor"].(float64))
+			}
+			frames = append(frames, f)
+		case <-timeout:
+			c.tb.Fatal("no caughtup within 20s")
+		}
+	}
+}
+
+// TestFleet_RelayReceiptsReplayed: receipts that arrive while the sender is
+// away are replayed when the sender reconnects (at another edge), with an
+// hlc, once each; and a receipt that reached a node before its message is
+// pushed to the sender connected there when the message arrives.
+func TestFleet_RelayReceiptsReplayed(t *testing.T) {
+	f := startRelayFleet(t, node.RelayConfig{})
+	e1, e2, e3, e4 := f.Node("EDGE01"), f.Node("EDGE02"), f.Node("EDGE03"), f.Node("EDGE04")
+	bob := dialRelay(t, e4, "bob", 0)
+	bob.next("caughtup")
+	ann := dialRelay(t, e1, "ann", 0)
+	_, cursor := ann.untilCaughtUp()
+	var ids []string
+	for i := range 3 {
+		ann.send(map[string]any{"type": "send", "to": "bob", "id": fmt.Sprintf("a%d", i), "body": map[string]any{"text": i}})
+		ids = append(ids, ann.next("sent")["msg_id"].(string))
+	}
+	ann.ws.Close(websocket.StatusNormalClosure, "")
+	// Bob gets them while ann is away and sends both receipts.
+	bob.messages(3)
+	for _, id := range ids {
+		bob.send(map[string]any{"type": "ack", "id": id})
+		bob.send(map[string]any{"type": "read", "id": id})
+	}
+	waitRows(t, e2, `SELECT count(*) FROM outpost_relay_receipts WHERE sender = 'ann'`, 6)
+	waitRows(t, e2, `SELECT count(*) FROM outpost_relay_messages WHERE sender = 'ann'`, 3)
+	// Ann comes back at EDGE02 with her cursor.
+	ann2 := dialRelay(t, e2, "ann", cursor)
+	frames, cursor2 := ann2.untilCaughtUp()
+	got := map[string]bool{}
+	var maxHLC int64
+	for _, fr := range frames {
+		if fr["type"] != "receipt" {
+			continue
+		}
+		k := fmt.Sprint(fr["msg_id"], "/", fr["user"], "/", fr["kind"], "/", fr["id"])
+		if got[k] {
+			t.Errorf("receipt %s replayed twice", k)
+		}
+		got[k] = true
+		h, _ := fr["hlc"].(float64)
+		if h <= 0 {
+			t.Errorf("receipt %s without an hlc: %v", k, fr)
+		}
+		maxHLC = max(maxHLC, int64(h))
+	}
+	for i, id := range ids {
+		for _, kind := range []string{"delivered", "read"} {
+			if k := fmt.Sprintf("%s/bob/%s/a%d", id, kind, i); !got[k] {
+				t.Errorf("receipt %s not replayed (got %v)", k, got)
+			}
+		}
+	}
+	if cursor2 < maxHLC {
+		t.Errorf("caughtup cursor %d is before the last receipt's hlc %d", cursor2, maxHLC)
+	}
+
+	// A receipt that reached EDGE03 before its message.
+	put := func(q string, args ...any) {
+		t.Helper()
+		if _, err := e3.Store.Write(context.Background(), func(tx *store.Tx) error {
+			_, err := tx.ExecInternal(q, args...)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gid := relay.MessageID("gus", "g1")
+	obs := dialRelay(t, e3, "obs", 0)
+	obs.next("caughtup")
+	put(`INSERT INTO outpost_relay_receipts (msg, user, kind, sender, cid, at) VALUES (?, 'hal', 'delivered', 'gus', 'g1', ?)`, gid, time.Now().UnixMilli())
+	// EDGE03's store watcher has passed the receipt (nobody to push it to)
+	// once it pushed two later messages to obs, each in its own round.
+	for i := range 2 {
+		put(`INSERT INTO outpost_relay_messages (id, cid, sender, to_user, body, node, hlc, created) VALUES (?, ?, 'x', 'obs', '1', 'EDGE03', 1, ?)`,
+			fmt.Sprint("obs-", i), fmt.Sprint("o", i), time.Now().UnixMilli())
+		obs.messages(1)
+	}
+	gus := dialRelay(t, e3, "gus", 0)
+	if frames, _ := gus.untilCaughtUp(); len(frames) != 0 {
+		t.Fatalf("gus replayed %v before his message is here", frames)
+	}
+	_, err := e3.Store.Write(context.Background(), func(tx *store.Tx) error {
+		_, err := tx.ExecInternal(`INSERT INTO outpost_relay_messages (id, cid, sender, to_user, body, node, hlc, created) VALUES (?, 'g1', 'gus', 'hal', '1', 'EDGE01', ?, ?)`,
+			gid, int64(tx.HLC()), time.Now().UnixMilli())
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := gus.next("receipt"); r["msg_id"] != gid || r["user"] != "hal" || r["id"] != "g1" {
+		t.Fatalf("gus got %v", r)
+	}
+}

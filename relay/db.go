@@ -29,7 +29,33 @@ const (
 	sqlReplay       = `SELECT ` + msgCols + ` FROM outpost_relay_messages
 		WHERE (to_user = ?1 OR room IN (SELECT room FROM outpost_relay_members WHERE user = ?1)) AND hlc > ?2 AND created > ?3
 		ORDER BY hlc, id LIMIT ?4`
+	// A receipt's hlc is its row's clock (the sentinel of its clock entry:
+	// the commit at the recipient's node), the same at every node.
+	rcptCols = `r.msg, r.user, r.kind, r.sender, r.cid, r.at, coalesce(c.hlc, 0)`
+	rcptFrom = ` FROM outpost_relay_receipts AS r
+		LEFT JOIN outpost_clock__outpost_relay_receipts AS c ON c.pk0 = r.msg AND c.pk1 = r.user AND c.pk2 = r.kind AND c.col = ''`
+	sqlWatchReceipts = `SELECT r.rowid, ` + rcptCols + rcptFrom + ` WHERE r.rowid > ?1 ORDER BY r.rowid LIMIT ?2`
+	sqlMsgReceipts   = `SELECT ` + rcptCols + rcptFrom + ` WHERE r.msg = ?1 LIMIT ?2`
+	// The receipts of the user's messages since a cursor: through the
+	// user's messages (the messages' key starts with the sender; the
+	// receipts' with the message), so the cost is the user's messages in
+	// the retention, not every receipt. Keyset pages on (hlc, msg, user,
+	// kind).
+	sqlReplayReceipts = `SELECT ` + rcptCols + ` FROM outpost_relay_messages AS m
+		JOIN outpost_relay_receipts AS r ON r.msg = m.id
+		JOIN outpost_clock__outpost_relay_receipts AS c ON c.pk0 = r.msg AND c.pk1 = r.user AND c.pk2 = r.kind AND c.col = ''
+		WHERE m.sender = ?1 AND m.created > ?2 AND r.at > ?2 AND (c.hlc, r.msg, r.user, r.kind) > (?3, ?4, ?5, ?6)
+		ORDER BY c.hlc, r.msg, r.user, r.kind LIMIT ?7`
 )
+
+// scanReceipt reads a row of rcptCols (from offset off).
+func scanReceipt(row []any, off int) receiptFrame {
+	return receiptFrame{Type: "receipt", MsgID: asString(row[off]), User: asString(row[off+1]), Kind: asString(row[off+2]),
+		senderUser: asString(row[off+3]), CID: asString(row[off+4]), At: asInt(row[off+5]), HLC: asInt(row[off+6])}
+}
+
+// receiptKey is what a connection remembers of a receipt it got.
+func (f *receiptFrame) key() string { return "r:" + f.MsgID + "\x00" + f.User + "\x00" + f.Kind }
 
 func (r *Relay) query(ctx context.Context, q string, args ...any) ([][]any, error) {
 	rows, err := r.cfg.DB.Query(ctx, store.Statement{SQL: q, Args: args})
@@ -93,7 +119,7 @@ func (r *Relay) store(ctx context.Context, from string, in *SendRequest) (*Messa
 		m   *Message
 		dup bool
 	)
-	id := r.cfg.DB.ID()
+	id := MessageID(from, in.ID)
 	_, err := r.cfg.DB.Write(ctx, func(tx *store.Tx) error {
 		rows, err := tx.QueryInternal(`SELECT `+msgCols+` FROM outpost_relay_messages WHERE sender = ? AND cid = ?`, from, in.ID)
 		if err != nil {

@@ -46,7 +46,7 @@ func (r *Relay) deliverReceipt(f receiptFrame) {
 	}
 	b, _ := json.Marshal(f)
 	for _, c := range r.hub.conns(f.senderUser) {
-		c.offer("r:"+f.MsgID+"\x00"+f.User+"\x00"+f.Kind, msgRef{}, b, &r.Stats)
+		c.offer(f.key(), msgRef{}, b, &r.Stats)
 	}
 }
 
@@ -94,6 +94,11 @@ func (r *Relay) replay(ctx context.Context, c *conn, since int64) error {
 			break
 		}
 	}
+	rcursor, err := r.replayReceipts(ctx, c, since, cutoff)
+	if err != nil {
+		return err
+	}
+	cursor = max(cursor, rcursor)
 	for {
 		c.mu.Lock()
 		pending := c.pending
@@ -117,4 +122,40 @@ func (r *Relay) replay(ctx context.Context, c *conn, since int64) error {
 	caught, _ := json.Marshal(map[string]any{"type": "caughtup", "cursor": cursor})
 	c.push(caught, &r.Stats)
 	return nil
+}
+
+// replayReceipts sends c the receipts of its user's messages that it
+// missed since the cursor (with the same slack as messages), oldest first,
+// and returns the last one's hlc.
+func (r *Relay) replayReceipts(ctx context.Context, c *conn, since, cutoff int64) (int64, error) {
+	cursor := max(since-int64(replaySlack/time.Millisecond)<<16, 0)
+	var msg, user, kind string
+	last := int64(0)
+	for {
+		rows, err := r.query(ctx, sqlReplayReceipts, c.user, cutoff, cursor, msg, user, kind, replayPage)
+		if err != nil {
+			return last, err
+		}
+		for _, row := range rows {
+			f := scanReceipt(row, 0)
+			cursor, msg, user, kind = f.HLC, f.MsgID, f.User, f.Kind
+			last = f.HLC
+			c.mu.Lock()
+			fresh := c.markSeen(f.key(), msgRef{})
+			c.mu.Unlock()
+			if !fresh {
+				continue
+			}
+			b, _ := json.Marshal(f)
+			select {
+			case c.out <- b:
+				r.Stats.MessagesOut.Add(1)
+			case <-ctx.Done():
+				return last, ctx.Err()
+			}
+		}
+		if len(rows) < replayPage {
+			return last, nil
+		}
+	}
 }

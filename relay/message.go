@@ -1,15 +1,18 @@
 package relay
 
 import (
+	"crypto/sha256"
+	"encoding/base32"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 )
 
 // Message is one chat message as stored, forwarded and delivered.
 type Message struct {
-	ID      string          `json:"id"`             // fleet-unique outpost_id()
+	ID      string          `json:"id"`             // MessageID(From, CID): the same at every edge
 	CID     string          `json:"cid"`            // the client's message id (dedupe of retries)
 	From    string          `json:"from"`           // sender user
 	To      string          `json:"to,omitempty"`   // recipient user, or
@@ -22,6 +25,26 @@ type Message struct {
 }
 
 const msgDomain = "outpost-relay-msg\x00"
+
+const idDomain = "outpost-relay-id\x00"
+
+// idEncoding spells message IDs: lowercase base32, no padding.
+var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// MessageID is the ID of the message the user sender sent with the client
+// message id cid: "m" and 26 base32 characters of a SHA-256 of the pair
+// (128 bits). It is derived, not drawn, so a retry of the same send at
+// another edge, before the first edge's row replicated there, stores the
+// same message: the two rows share their key (sender, cid) and their ID,
+// and replication merges them into one (docs/RELAY.md, "IDs"). It is
+// fleet-unique because (sender, cid) is the row's key.
+func MessageID(sender, cid string) string {
+	b := binary.AppendUvarint([]byte(idDomain), uint64(len(sender)))
+	b = append(b, sender...)
+	b = append(b, cid...)
+	sum := sha256.Sum256(b)
+	return "m" + strings.ToLower(idEncoding.EncodeToString(sum[:16]))
+}
 
 // signed returns the bytes a message's signature covers.
 func (m *Message) signed() []byte {
@@ -100,6 +123,9 @@ type receiptFrame struct {
 	User  string `json:"user"`
 	Kind  string `json:"kind"` // delivered | read
 	At    int64  `json:"at"`
+	// HLC is the receipt row's clock (the recipient's node at its commit):
+	// a cursor like a message's hlc.
+	HLC int64 `json:"hlc"`
 
 	senderUser string
 }

@@ -16,7 +16,6 @@ type DB interface {
 	Write(ctx context.Context, fn func(*store.Tx) error) (int64, error)
 	Query(ctx context.Context, st store.Statement) (*store.Rows, error)
 	Changed() <-chan struct{}
-	ID() string
 }
 
 // Keys signs with this node's key and verifies other nodes' signatures

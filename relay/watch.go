@@ -50,7 +50,13 @@ func (r *Relay) watchMessages(last int64) int64 {
 		}
 		for _, row := range rows {
 			last = asInt(row[0])
-			r.deliver(r.ctx, scanMsg(row, 1))
+			m := scanMsg(row, 1)
+			r.deliver(r.ctx, m)
+			// A message written here has no receipt yet when it is
+			// new here: only another node's may have been overtaken.
+			if m.Node != r.cfg.Self && r.hub.has(m.From) {
+				r.receiptsOf(m)
+			}
 		}
 		if len(rows) < watchPage {
 			return last
@@ -60,7 +66,7 @@ func (r *Relay) watchMessages(last int64) int64 {
 
 func (r *Relay) watchReceipts(last int64) int64 {
 	for {
-		rows, err := r.query(r.ctx, `SELECT rowid, msg, user, kind, sender, cid, at FROM outpost_relay_receipts WHERE rowid > ? ORDER BY rowid LIMIT ?`, last, watchPage)
+		rows, err := r.query(r.ctx, sqlWatchReceipts, last, watchPage)
 		if err != nil {
 			if r.ctx.Err() == nil {
 				r.log.Warn("relay: watch receipts", "err", err)
@@ -69,8 +75,7 @@ func (r *Relay) watchReceipts(last int64) int64 {
 		}
 		for _, row := range rows {
 			last = asInt(row[0])
-			r.deliverReceipt(receiptFrame{Type: "receipt", MsgID: asString(row[1]), User: asString(row[2]), Kind: asString(row[3]),
-				senderUser: asString(row[4]), CID: asString(row[5]), At: asInt(row[6])})
+			r.deliverReceipt(scanReceipt(row, 1))
 		}
 		if len(rows) < watchPage {
 			if len(rows) == 0 {
@@ -79,6 +84,30 @@ func (r *Relay) watchReceipts(last int64) int64 {
 				}
 			}
 			return last
+		}
+	}
+}
+
+// maxMsgReceipts bounds the receipts of one message pushed when the
+// message arrives (two per recipient: a room of that many members).
+const maxMsgReceipts = 2000
+
+// receiptsOf pushes the receipts of m already here to its sender's
+// connections here: a receipt can replicate to a node before the message
+// it is for, and the replay finds receipts through their messages, so a
+// sender who connected in between gets them when the message arrives.
+// Connections drop the ones they had.
+func (r *Relay) receiptsOf(m *Message) {
+	rows, err := r.query(r.ctx, sqlMsgReceipts, m.ID, maxMsgReceipts)
+	if err != nil {
+		if r.ctx.Err() == nil {
+			r.log.Warn("relay: receipts of a message", "err", err)
+		}
+		return
+	}
+	for _, row := range rows {
+		if f := scanReceipt(row, 0); f.senderUser == m.From {
+			r.deliverReceipt(f)
 		}
 	}
 }
