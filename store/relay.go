@@ -9,8 +9,9 @@ import (
 // /v1/exec cannot write them; only the relay does, through Tx.ExecInternal.
 //
 // outpost_relay_messages: one row per message, keyed by (sender user, client
-// message id) so a client's retry finds the row it already wrote; id is the
-// fleet-unique outpost_id(), node the sender's edge (which signs the row),
+// message id) so a client's retry finds the row it already wrote; id is
+// derived from that key (relay.MessageID), so a retry at another edge is the
+// same row and the same id; node the sender's edge (which signs the row),
 // hlc the sender's edge's clock at the commit (the order of one sender).
 //
 // outpost_relay_presence: which node holds a user's connections (until > 0:
