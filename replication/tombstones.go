@@ -349,6 +349,12 @@ func (r *Replicator) tombstoneLoop(ctx context.Context) {
 // moved since its last report there (or while it keeps tombstones, backing
 // off), and collects what the usable decisions cover.
 func (r *Replicator) TombstonesOnce(ctx context.Context) error {
+	if r.cfg.Hello != nil && r.cfg.Hello().Protocol < 2 {
+		// A node on protocol 1 moves changes outside the logs the
+		// decisions count by: it neither reports (so no hub is ready)
+		// nor collects.
+		return nil
+	}
 	st := r.cfg.Store
 	known, err := st.KnowledgePoints(ctx)
 	if err != nil {
