@@ -251,3 +251,34 @@ func TestDecide_ConcurrentUpdate(t *testing.T) {
 		t.Fatalf("EDGE03 holds %d rows", got)
 	}
 }
+
+// BenchmarkStore_CollectTombstones: collecting the tombstones of 10,000
+// deleted rows in one cut (one op), file pages returned.
+func BenchmarkStore_CollectTombstones(b *testing.B) {
+	ctx := context.Background()
+	for b.Loop() {
+		b.StopTimer()
+		s := testutil.OpenStore(b, "", store.Options{Identity: testutil.Identity("EDGE01", "43ax")})
+		for k := range 10 {
+			var stmts []store.Statement
+			for i := range 1000 {
+				stmts = append(stmts, store.Statement{SQL: `INSERT INTO pages (id, title) VALUES (?, 'x')`, Args: []any{fmt.Sprintf("p%d-%d", k, i)}})
+			}
+			if _, _, err := s.Exec(ctx, stmts); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if _, _, err := s.Exec(ctx, []store.Statement{{SQL: `DELETE FROM pages`}}); err != nil {
+			b.Fatal(err)
+		}
+		cut := cutOf(b, s)
+		b.StartTimer()
+		res, err := s.CollectTombstones(ctx, cut)
+		if err != nil || res.Collected != 10000 {
+			b.Fatalf("%+v, %v", res, err)
+		}
+		b.StopTimer()
+		s.Close()
+		b.StartTimer()
+	}
+}

@@ -47,8 +47,18 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "%s (%s%s)  db_version %d  incarnation %s  held %d  slugs ready %v\n",
 		st.Name, st.Role, farmSuffix(st.Farm), st.DBVersion, st.Incarnation, held, st.SlugsReady)
-	fmt.Fprintf(stdout, "replication: applied %d, ignored %d, refused %d, held %d\n\n",
+	fmt.Fprintf(stdout, "replication: applied %d, ignored %d, refused %d, held %d\n",
 		st.Replication.Applied, st.Replication.Ignored, st.Replication.Refused, st.Replication.Held)
+	ts := st.Tombstones
+	kept := "?"
+	if ts.Remaining >= 0 {
+		kept = fmt.Sprint(ts.Remaining)
+	}
+	fmt.Fprintf(stdout, "tombstones: kept %s, collected %d since start", kept, ts.Collected)
+	if len(ts.Waiting) > 0 {
+		fmt.Fprintf(stdout, "; held back by: %s", strings.Join(ts.Waiting, "; "))
+	}
+	fmt.Fprint(stdout, "\n\n")
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PEER\tROLE\tDIR\tUP\tCURSOR\tPEER DBV\tLAG (VERSIONS)\tLAG (S)\tCHANGES\tREFUSED\tLAST ERROR")
 	for _, l := range st.Links {
