@@ -171,8 +171,19 @@ func (w *Watcher) ackMissed(ctx context.Context) {
 }
 
 // step applies the next batch of committed groups.
+// purgesTable is the replicated table of purge requests.
+const purgesTable = "outpost_purges"
+
 func (w *Watcher) step(ctx context.Context) error {
-	groups, through, err := w.src.ChangesSinceFilter(ctx, w.Through(), store.ChangeFilter{MaxChanges: 10_000})
+	f := store.ChangeFilter{MaxChanges: 10_000}
+	w.mu.Lock()
+	if w.target == nil && len(w.observers) == 0 {
+		// Nothing to purge data changes from (no cache here): read only
+		// the purge requests, which are acknowledged all the same.
+		f.Tables = []string{purgesTable}
+	}
+	w.mu.Unlock()
+	groups, through, err := w.src.ChangesSinceFilter(ctx, w.Through(), f)
 	if err != nil {
 		return err
 	}
@@ -182,7 +193,7 @@ func (w *Watcher) step(ctx context.Context) error {
 		for i := range g.Changes {
 			ch := &g.Changes[i]
 			switch {
-			case strings.EqualFold(ch.Table, "outpost_purges"):
+			case strings.EqualFold(ch.Table, purgesTable):
 				if ch.Col != "body" {
 					continue
 				}

@@ -120,3 +120,66 @@ func TestRequest_Validate(t *testing.T) {
 		t.Errorf("RowTag %q", got)
 	}
 }
+
+// countingSource counts the tables the watcher asks the feed for.
+type countingSource struct {
+	purge.Source
+	mu     sync.Mutex
+	tables [][]string
+}
+
+func (c *countingSource) ChangesSinceFilter(ctx context.Context, since int64, f store.ChangeFilter) ([]outpost.Group, int64, error) {
+	c.mu.Lock()
+	c.tables = append(c.tables, f.Tables)
+	c.mu.Unlock()
+	return c.Source.ChangesSinceFilter(ctx, since, f)
+}
+
+// TestWatcher_NoCache: a node without a cache reads only the purge
+// requests from the feed (data changes have nothing to purge there) and
+// still applies and acknowledges them.
+func TestWatcher_NoCache(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Options{Dir: t.TempDir(), Schema: `CREATE TABLE Pages (id TEXT PRIMARY KEY NOT NULL, title TEXT);`,
+		Identity: outpost.Identity{Name: "EDGE01", Location: "LHR", Farm: "lhr", Role: outpost.RoleEdge, Code: "43ax"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	src := &countingSource{Source: st}
+	w := purge.NewWatcher(src, nil, nil)
+	w.Start()
+	defer w.Stop()
+	if _, _, err := st.Exec(ctx, []store.Statement{{SQL: `INSERT INTO Pages (id, title) VALUES ('p1', 'a')`}}); err != nil {
+		t.Fatal(err)
+	}
+	dbv, err := st.PutPurge(ctx, store.Purge{ID: "x1", Body: `{"keys":["k1"]}`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := w.WaitApplied(wctx, dbv); err != nil {
+		t.Fatal(err)
+	}
+	src.mu.Lock()
+	for _, ts := range src.tables {
+		if !slices.Equal(ts, []string{"outpost_purges"}) {
+			t.Fatalf("the watcher asked for tables %v without a cache", ts)
+		}
+	}
+	src.mu.Unlock()
+	for {
+		_, acks, ok, err := st.GetPurge(ctx, "x1")
+		if err != nil || !ok {
+			t.Fatal(ok, err)
+		}
+		if len(acks) == 1 && acks[0].Node == "EDGE01" {
+			break
+		}
+		if wctx.Err() != nil {
+			t.Fatal("purge never acknowledged")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

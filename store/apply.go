@@ -246,8 +246,22 @@ func (tx *Tx) applyGroup(sender string, g *outpost.Group, res *ApplyResult) erro
 			break
 		}
 	}
-	for k := range g.Changes {
+	for k := 0; k < len(g.Changes); k++ {
 		ch := &g.Changes[k]
+		if !drifted {
+			if rt := s.tables[strings.ToLower(ch.Table)]; rt != nil {
+				if n := newRowRun(rt, g.Changes[k:]); n > 0 {
+					done, err := tx.applyNewRow(sender, rt, g.Changes[k:k+n], res)
+					if err != nil {
+						return err
+					}
+					if done {
+						k += n - 1
+						continue
+					}
+				}
+			}
+		}
 		if drifted && !s.beyondHorizon(ch) && ch.CL <= MaxCL {
 			if s.opts.Gate != nil {
 				// What the gate refuses now is refused now, not held.

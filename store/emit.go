@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/outpost-edge/outpost"
 )
@@ -29,6 +30,9 @@ type ChangeFilter struct {
 	// MaxBytes bounds the approximate bytes of one batch (see ChangeBytes);
 	// 0 = DefaultMaxBatchBytes.
 	MaxBytes int
+	// Tables, if not nil, keeps only changes of these tables (the others
+	// are not read at all).
+	Tables []string
 }
 
 // ChangesSince returns this node's groups with db_version in (since, ...],
@@ -73,6 +77,13 @@ func (s *Store) ChangesSinceFilter(ctx context.Context, since int64, f ChangeFil
 	if committed <= since {
 		return nil, committed, nil
 	}
+	var only map[string]bool
+	if f.Tables != nil {
+		only = map[string]bool{}
+		for _, t := range f.Tables {
+			only[strings.ToLower(t)] = true
+		}
+	}
 	b := batcher{f: f, self: s.opts.Identity.Name, upTo: since}
 	// Read windows of db_versions until the batch is full. A window grows
 	// while it finds little and is sized by the density seen so far, so one
@@ -80,7 +91,7 @@ func (s *Store) ChangesSinceFilter(ctx context.Context, since int64, f ChangeFil
 	window := int64(64)
 	for b.upTo < committed && !b.full {
 		lo, hi := b.upTo, min(committed, b.upTo+window)
-		chs, vs, err := s.readWindow(ctx, conn.QueryContext, lo, hi)
+		chs, vs, err := s.readWindowOf(ctx, conn.QueryContext, lo, hi, only)
 		if err != nil {
 			return nil, since, fmt.Errorf("changes since %d: %w", since, err)
 		}
@@ -182,12 +193,21 @@ func (s *Store) writerQuery(ctx context.Context, query string, args ...any) (*sq
 // readWindow reads every table's clock rows with dbv in (lo, hi], in
 // db_version order (tables in schema order within one db_version).
 func (s *Store) readWindow(ctx context.Context, query querier, lo, hi int64) ([]outpost.Change, []int64, error) {
+	return s.readWindowOf(ctx, query, lo, hi, nil)
+}
+
+// readWindowOf is readWindow over the tables named in only (lower case;
+// nil = every table).
+func (s *Store) readWindowOf(ctx context.Context, query querier, lo, hi int64, only map[string]bool) ([]outpost.Change, []int64, error) {
 	type item struct {
 		ch  outpost.Change
 		dbv int64
 	}
 	var items []item
 	for _, rt := range s.tableOrder {
+		if only != nil && !only[strings.ToLower(rt.name)] {
+			continue
+		}
 		rows, err := query(ctx, rt.emit, lo, hi)
 		if err != nil {
 			return nil, nil, fmt.Errorf("table %q: %w", rt.name, err)

@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/outpost-edge/outpost/capture"
 	"github.com/outpost-edge/outpost/schema"
@@ -37,6 +38,11 @@ type replTable struct {
 	delRow  string            // delete the data row
 	insRow  string            // insert the data row with defaults
 	setCol  map[string]string // update one data column: val, pk...
+	anyClk  string            // any clock row of the key (applyrow.go)
+
+	mu       sync.Mutex        // guards the statement texts built on demand:
+	insCols  map[string]string // data row INSERT by column set (applyrow.go)
+	insClock map[int]string    // n clock rows INSERT (applyrow.go)
 }
 
 func newReplTable(t schema.Table) *replTable {
@@ -74,6 +80,7 @@ func newReplTable(t schema.Table) *replTable {
 	rt.emit = fmt.Sprintf("SELECT %s, c.col, c.cl, c.hlc, c.origin, c.dbv, %s FROM %s AS c LEFT JOIN %s AS t ON %s WHERE c.dbv > ? AND c.dbv <= ? ORDER BY c.dbv",
 		prefixed("c.", pkc), val, clock, tbl, strings.Join(join, " AND "))
 	rt.sent = fmt.Sprintf("SELECT cl, hlc, origin FROM %s WHERE %s AND col = ''", clock, strings.Join(pkMatchClock, " AND "))
+	rt.anyClk = fmt.Sprintf("SELECT cl FROM %s WHERE %s LIMIT 1", clock, strings.Join(pkMatchClock, " AND "))
 	rt.colVer = fmt.Sprintf("SELECT col, cl, hlc, origin FROM %s WHERE %s AND col IN ('', ?)", clock, strings.Join(pkMatchClock, " AND "))
 	rt.upSent = fmt.Sprintf("INSERT INTO %s (%s, col, cl, hlc, origin, dbv) VALUES (%s, ?, ?, ?, ?, ?) ON CONFLICT (%s, col) DO UPDATE SET cl = excluded.cl, hlc = excluded.hlc, origin = excluded.origin, dbv = excluded.dbv",
 		clock, strings.Join(pkc, ", "), strings.Join(ph, ", "), strings.Join(pkc, ", "))
