@@ -57,17 +57,34 @@ func (s *Store) ChangesSinceFilter(ctx context.Context, since int64, f ChangeFil
 	if s.closed.Load() {
 		return nil, since, &Error{Code: CodeUnavailable, Statement: -1, Message: "the store is closed", Err: outpost.ErrClosed}
 	}
-	conn, err := s.replDB.Conn(ctx)
+	// One read transaction (one snapshot); its statements are prepared once
+	// per replication connection, not parsed again on every call.
+	tx, err := s.replDB.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, since, fmt.Errorf("changes since %d: %w", since, err)
 	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
-		return nil, since, fmt.Errorf("changes since %d: %w", since, err)
+	defer tx.Rollback() //nolint:errcheck // read-only
+	query := func(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+		st, err := s.replSt.get(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 	}
-	defer conn.ExecContext(context.WithoutCancel(ctx), "COMMIT") //nolint:errcheck // read-only
 	var committed int64
-	if err := conn.QueryRowContext(ctx, `SELECT coalesce((SELECT value FROM outpost_meta WHERE key = 'db_version'), 0)`).Scan(&committed); err != nil {
+	rows, err := query(ctx, `SELECT coalesce((SELECT value FROM outpost_meta WHERE key = 'db_version'), 0)`)
+	if err == nil {
+		if rows.Next() {
+			err = rows.Scan(&committed)
+		}
+		if cerr := rows.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = rows.Err()
+		}
+	}
+	if err != nil {
 		return nil, since, fmt.Errorf("changes since %d: %w", since, err)
 	}
 	if committed <= since {
@@ -80,7 +97,7 @@ func (s *Store) ChangesSinceFilter(ctx context.Context, since int64, f ChangeFil
 	window := int64(64)
 	for b.upTo < committed && !b.full {
 		lo, hi := b.upTo, min(committed, b.upTo+window)
-		chs, vs, err := s.readWindow(ctx, conn.QueryContext, lo, hi)
+		chs, vs, err := s.readWindow(ctx, query, lo, hi)
 		if err != nil {
 			return nil, since, fmt.Errorf("changes since %d: %w", since, err)
 		}
@@ -182,11 +199,86 @@ func (s *Store) writerQuery(ctx context.Context, query string, args ...any) (*sq
 // readWindow reads every table's clock rows with dbv in (lo, hi], in
 // db_version order (tables in schema order within one db_version).
 func (s *Store) readWindow(ctx context.Context, query querier, lo, hi int64) ([]outpost.Change, []int64, error) {
-	type item struct {
-		ch  outpost.Change
-		dbv int64
+	if s.emitAll == "" {
+		return s.readWindowPerTable(ctx, query, lo, hi)
 	}
-	var items []item
+	rows, err := query(ctx, s.emitAll, lo, hi)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	var items []emitItem
+	width := 1 + s.emitPK + 6
+	ptrs := make([]any, width)
+	for rows.Next() {
+		dest := make([]any, width)
+		for k := range dest {
+			ptrs[k] = &dest[k]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, nil, err
+		}
+		ti, _ := dest[0].(int64)
+		if ti < 0 || int(ti) >= len(s.tableOrder) {
+			return nil, nil, fmt.Errorf("read changes: table index %v out of range", dest[0])
+		}
+		rt := s.tableOrder[ti]
+		n := len(rt.pk)
+		// Key columns after the table's own are the padding (NULL).
+		row := dest[1:]
+		if n < s.emitPK {
+			row = append(dest[1:1+n:1+n], dest[1+s.emitPK:]...)
+		}
+		items = append(items, emitRow(rt, row))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, err
+	}
+	return sortedItems(items)
+}
+
+type emitItem struct {
+	ch  outpost.Change
+	dbv int64
+}
+
+// emitRow turns one row of a table's emit (its key, col, cl, hlc, origin,
+// dbv and value) into a change.
+func emitRow(rt *replTable, dest []any) emitItem {
+	n := len(rt.pk)
+	for k := range dest {
+		// The driver reads a zero-length BLOB as []byte(nil),
+		// which would bind as NULL at the receiver.
+		if b, ok := dest[k].([]byte); ok && b == nil {
+			dest[k] = []byte{}
+		}
+	}
+	ch := outpost.Change{Table: rt.name, PK: dest[:n:n], Val: dest[n+5]}
+	ch.Col, _ = dest[n].(string)
+	ch.CL, _ = dest[n+1].(int64)
+	h, _ := dest[n+2].(int64)
+	ch.HLC = uint64(h)
+	ch.Origin, _ = dest[n+3].(string)
+	dbv, _ := dest[n+4].(int64)
+	if ch.Col == "" {
+		ch.Val = nil
+	}
+	return emitItem{ch, dbv}
+}
+
+func sortedItems(items []emitItem) ([]outpost.Change, []int64, error) {
+	sort.SliceStable(items, func(i, j int) bool { return items[i].dbv < items[j].dbv })
+	chs := make([]outpost.Change, len(items))
+	dbvs := make([]int64, len(items))
+	for i, it := range items {
+		chs[i], dbvs[i] = it.ch, it.dbv
+	}
+	return chs, dbvs, nil
+}
+
+// readWindowPerTable is readWindow with one statement per table.
+func (s *Store) readWindowPerTable(ctx context.Context, query querier, lo, hi int64) ([]outpost.Change, []int64, error) {
+	var items []emitItem
 	for _, rt := range s.tableOrder {
 		rows, err := query(ctx, rt.emit, lo, hi)
 		if err != nil {
@@ -203,24 +295,7 @@ func (s *Store) readWindow(ctx context.Context, query querier, lo, hi int64) ([]
 				rows.Close()
 				return nil, nil, fmt.Errorf("table %q: %w", rt.name, err)
 			}
-			for k := range dest {
-				// The driver reads a zero-length BLOB as []byte(nil),
-				// which would bind as NULL at the receiver.
-				if b, ok := dest[k].([]byte); ok && b == nil {
-					dest[k] = []byte{}
-				}
-			}
-			ch := outpost.Change{Table: rt.name, PK: dest[:n:n], Val: dest[n+5]}
-			ch.Col, _ = dest[n].(string)
-			ch.CL, _ = dest[n+1].(int64)
-			h, _ := dest[n+2].(int64)
-			ch.HLC = uint64(h)
-			ch.Origin, _ = dest[n+3].(string)
-			dbv, _ := dest[n+4].(int64)
-			if ch.Col == "" {
-				ch.Val = nil
-			}
-			items = append(items, item{ch, dbv})
+			items = append(items, emitRow(rt, dest))
 		}
 		err = rows.Err()
 		rows.Close()
@@ -228,11 +303,5 @@ func (s *Store) readWindow(ctx context.Context, query querier, lo, hi int64) ([]
 			return nil, nil, fmt.Errorf("table %q: %w", rt.name, err)
 		}
 	}
-	sort.SliceStable(items, func(i, j int) bool { return items[i].dbv < items[j].dbv })
-	chs := make([]outpost.Change, len(items))
-	dbvs := make([]int64, len(items))
-	for i, it := range items {
-		chs[i], dbvs[i] = it.ch, it.dbv
-	}
-	return chs, dbvs, nil
+	return sortedItems(items)
 }

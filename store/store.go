@@ -88,6 +88,7 @@ type Store struct {
 	conn   *sql.Conn // the writer connection, used only by the writer goroutine
 	rdb    *sql.DB
 	reads  *readStmts // prepared statements on rdb
+	replSt *readStmts // prepared statements on replDB (ChangesSince)
 	replDB *sql.DB    // read-only connections for replication (ChangesSince, cursors), apart from clients'
 
 	clock *hlc.Clock
@@ -106,6 +107,8 @@ type Store struct {
 	denied     string                // why the authorizer last refused
 	tables     map[string]*replTable // replicated tables by lower-case name
 	tableOrder []*replTable
+	emitAll    string // every table's emit in one statement (see emitAllSQL); "" = per table
+	emitPK     int    // primary key columns in emitAll's rows (the most of any table)
 	repl       replStats
 	collected  atomic.Int64 // tombstones collected since Open
 	refusals   refusals
@@ -306,6 +309,7 @@ func (s *Store) open(ctx context.Context, path string, created bool) error {
 	if err := s.replDB.PingContext(ctx); err != nil {
 		return fmt.Errorf("open replication readers: %w", err)
 	}
+	s.replSt = newReadStmts(s.replDB, 64)
 	return nil
 }
 
@@ -345,8 +349,10 @@ func (s *Store) Close() error {
 
 func (s *Store) closeDBs() error {
 	var first error
-	if s.reads != nil {
-		s.reads.close()
+	for _, c := range []*readStmts{s.reads, s.replSt} {
+		if c != nil {
+			c.close()
+		}
 	}
 	for _, c := range []*stmtCache{s.stmts, s.appStmts} {
 		if c != nil {
