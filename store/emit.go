@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/outpost-edge/outpost"
 )
@@ -29,6 +31,14 @@ type ChangeFilter struct {
 	// MaxBytes bounds the approximate bytes of one batch (see ChangeBytes);
 	// 0 = DefaultMaxBatchBytes.
 	MaxBytes int
+	// KeysOnly returns, for tables not in Values, changes that carry only
+	// Table, PK and Col (no CL, HLC, Origin or Val): what a reader that only
+	// needs to know which rows changed (the purge watcher) wants, read from
+	// the clock tables' dbv index alone. Not with Exclude or OwnOnly, which
+	// need the origin.
+	KeysOnly bool
+	// Values lists the tables whose changes KeysOnly still returns whole.
+	Values []string
 }
 
 // ChangesSince returns this node's groups with db_version in (since, ...],
@@ -56,6 +66,13 @@ func (s *Store) ChangesSinceFilter(ctx context.Context, since int64, f ChangeFil
 	}
 	if s.closed.Load() {
 		return nil, since, &Error{Code: CodeUnavailable, Statement: -1, Message: "the store is closed", Err: outpost.ErrClosed}
+	}
+	emit := s.emitAll
+	if f.KeysOnly {
+		if f.Exclude != "" || f.OwnOnly {
+			return nil, since, errors.New("changes since: KeysOnly cannot filter by origin (Exclude, OwnOnly)")
+		}
+		emit = s.keysSQL(f.Values)
 	}
 	// One read transaction (one snapshot); its statements are prepared once
 	// per replication connection, not parsed again on every call.
@@ -97,7 +114,7 @@ func (s *Store) ChangesSinceFilter(ctx context.Context, since int64, f ChangeFil
 	window := int64(64)
 	for b.upTo < committed && !b.full {
 		lo, hi := b.upTo, min(committed, b.upTo+window)
-		chs, vs, err := s.readWindow(ctx, query, lo, hi)
+		chs, vs, err := s.readWindowSQL(ctx, query, emit, lo, hi)
 		if err != nil {
 			return nil, since, fmt.Errorf("changes since %d: %w", since, err)
 		}
@@ -136,7 +153,7 @@ func (b *batcher) add(chs []outpost.Change, dbvs []int64, hi int64) {
 		size := 0
 		for ; i < len(chs) && dbvs[i] == dbv; i++ {
 			ch := chs[i]
-			if ch.Origin == b.f.Exclude || (b.f.OwnOnly && outpost.OriginName(ch.Origin) != b.self) {
+			if (b.f.Exclude != "" && ch.Origin == b.f.Exclude) || (b.f.OwnOnly && outpost.OriginName(ch.Origin) != b.self) {
 				continue
 			}
 			g.Changes = append(g.Changes, ch)
@@ -181,6 +198,27 @@ func valueBytes(v any) int {
 	return 9
 }
 
+// keysSQL returns the KeysOnly statement with the tables in values whole
+// ("" when the store reads per table: whole changes).
+func (s *Store) keysSQL(values []string) string {
+	if s.emitAll == "" {
+		return ""
+	}
+	key := strings.ToLower(strings.Join(values, "\x00"))
+	if q, ok := s.keysStmts.Load(key); ok {
+		return q.(string)
+	}
+	with := map[string]bool{}
+	for _, v := range values {
+		with[strings.ToLower(v)] = true
+	}
+	q, _ := emitSQL(s.tableOrder, with)
+	if s.nKeysStmts.Add(1) <= 16 {
+		s.keysStmts.Store(key, q)
+	}
+	return q
+}
+
 // querier runs a query: a connection's QueryContext, or the writer's
 // prepared statements (writerQuery).
 type querier func(ctx context.Context, query string, args ...any) (*sql.Rows, error)
@@ -199,10 +237,16 @@ func (s *Store) writerQuery(ctx context.Context, query string, args ...any) (*sq
 // readWindow reads every table's clock rows with dbv in (lo, hi], in
 // db_version order (tables in schema order within one db_version).
 func (s *Store) readWindow(ctx context.Context, query querier, lo, hi int64) ([]outpost.Change, []int64, error) {
-	if s.emitAll == "" {
+	return s.readWindowSQL(ctx, query, s.emitAll, lo, hi)
+}
+
+// readWindowSQL is readWindow with emit, a statement of emitSQL's shape
+// ("" = one statement per table, whole changes).
+func (s *Store) readWindowSQL(ctx context.Context, query querier, emit string, lo, hi int64) ([]outpost.Change, []int64, error) {
+	if emit == "" {
 		return s.readWindowPerTable(ctx, query, lo, hi)
 	}
-	rows, err := query(ctx, s.emitAll, lo, hi)
+	rows, err := query(ctx, emit, lo, hi)
 	if err != nil {
 		return nil, nil, err
 	}

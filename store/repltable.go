@@ -30,6 +30,7 @@ type replTable struct {
 	guarded bool                      // CHECK constraints or triggers: every applied change runs under a savepoint
 	emit    string                    // clock rows with dbv in (?, ?] and their values
 	emitArm func(idx, pks int) string // emit as an arm of emitAllSQL
+	keysArm func(idx, pks int) string // the same without versions or value (ChangeFilter.KeysOnly)
 	sent    string                    // the row's sentinel
 	colVer  string                    // one column's version
 	upSent  string                    // upsert sentinel: pk..., cl, hlc, origin, dbv
@@ -82,6 +83,15 @@ func newReplTable(t schema.Table) *replTable {
 		return fmt.Sprintf("SELECT %d, %s, c.col, c.cl, c.hlc, c.origin, c.dbv, %s FROM %s AS c LEFT JOIN %s AS t ON %s WHERE c.dbv > ?1 AND c.dbv <= ?2",
 			idx, cols, val, clock, tbl, strings.Join(join, " AND "))
 	}
+	// Key, col and dbv are all in the dbv index: this arm reads nothing else.
+	rt.keysArm = func(idx, pks int) string {
+		cols := prefixed("c.", pkc)
+		for range pks - len(pkc) {
+			cols += ", NULL"
+		}
+		return fmt.Sprintf("SELECT %d, %s, c.col, 0, 0, '', c.dbv, NULL FROM %s AS c WHERE c.dbv > ?1 AND c.dbv <= ?2",
+			idx, cols, clock)
+	}
 	rt.sent = fmt.Sprintf("SELECT cl, hlc, origin FROM %s WHERE %s AND col = ''", clock, strings.Join(pkMatchClock, " AND "))
 	rt.colVer = fmt.Sprintf("SELECT col, cl, hlc, origin FROM %s WHERE %s AND col IN ('', ?)", clock, strings.Join(pkMatchClock, " AND "))
 	rt.upSent = fmt.Sprintf("INSERT INTO %s (%s, col, cl, hlc, origin, dbv) VALUES (%s, ?, ?, ?, ?, ?) ON CONFLICT (%s, col) DO UPDATE SET cl = excluded.cl, hlc = excluded.hlc, origin = excluded.origin, dbv = excluded.dbv",
@@ -116,6 +126,13 @@ const maxEmitArms = 400
 // pks columns. Each arm reads its table's dbv index, so a window costs one
 // statement instead of one per table (most of which find nothing).
 func emitAllSQL(tables []*replTable) (query string, pks int) {
+	return emitSQL(tables, nil)
+}
+
+// emitSQL is emitAllSQL; with keysOnly set, only the tables in withValues
+// (lower-case names) are read whole, the others' rows carry only their key,
+// col and dbv.
+func emitSQL(tables []*replTable, withValues map[string]bool) (query string, pks int) {
 	if len(tables) == 0 || len(tables) > maxEmitArms {
 		return "", 0
 	}
@@ -124,7 +141,11 @@ func emitAllSQL(tables []*replTable) (query string, pks int) {
 	}
 	arms := make([]string, len(tables))
 	for i, rt := range tables {
-		arms[i] = rt.emitArm(i, pks)
+		if withValues == nil || withValues[strings.ToLower(rt.name)] {
+			arms[i] = rt.emitArm(i, pks)
+		} else {
+			arms[i] = rt.keysArm(i, pks)
+		}
 	}
 	return strings.Join(arms, " UNION ALL "), pks
 }

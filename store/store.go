@@ -107,8 +107,10 @@ type Store struct {
 	denied     string                // why the authorizer last refused
 	tables     map[string]*replTable // replicated tables by lower-case name
 	tableOrder []*replTable
-	emitAll    string // every table's emit in one statement (see emitAllSQL); "" = per table
-	emitPK     int    // primary key columns in emitAll's rows (the most of any table)
+	emitAll    string       // every table's emit in one statement (see emitAllSQL); "" = per table
+	emitPK     int          // primary key columns in emitAll's rows (the most of any table)
+	keysStmts  sync.Map     // KeysOnly statements (see keysSQL) by their Values
+	nKeysStmts atomic.Int64 // entries in keysStmts
 	repl       replStats
 	collected  atomic.Int64 // tombstones collected since Open
 	refusals   refusals
