@@ -87,7 +87,7 @@ type Store struct {
 	wdb    *sql.DB
 	conn   *sql.Conn // the writer connection, used only by the writer goroutine
 	rdb    *sql.DB
-	reads  *readStmts // prepared statements on rdb
+	qstmts *connStmts // client queries' statements, per rdb connection
 	replSt *readStmts // prepared statements on replDB (ChangesSince)
 	replDB *sql.DB    // read-only connections for replication (ChangesSince, cursors), apart from clients'
 
@@ -302,7 +302,7 @@ func (s *Store) open(ctx context.Context, path string, created bool) error {
 	if err := s.rdb.PingContext(ctx); err != nil {
 		return fmt.Errorf("open readers: %w", err)
 	}
-	s.reads = newReadStmts(s.rdb, 1024)
+	s.qstmts = newConnStmts(1024)
 	// Replication reads have connections of their own, so slow client
 	// queries cannot hold up outbound (or inbound) replication.
 	if s.replDB, err = s.openReaderDB(path, ReplReaders); err != nil {
@@ -351,10 +351,11 @@ func (s *Store) Close() error {
 
 func (s *Store) closeDBs() error {
 	var first error
-	for _, c := range []*readStmts{s.reads, s.replSt} {
-		if c != nil {
-			c.close()
-		}
+	if s.qstmts != nil {
+		s.qstmts.close()
+	}
+	if s.replSt != nil {
+		s.replSt.close()
 	}
 	for _, c := range []*stmtCache{s.stmts, s.appStmts} {
 		if c != nil {
