@@ -337,6 +337,9 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, dst any, sh shap
 		writeError(w, http.StatusBadRequest, "bad_body", "reading the request body: "+err.Error(), -1)
 		return false
 	}
+	if fastDecode(body, dst) { // the common forms, in one pass (fastjson.go)
+		return true
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	dec.UseNumber()

@@ -15,8 +15,14 @@ func (r *Relay) watch(lastMsg, lastRcpt int64) {
 	defer r.wg.Done()
 	for {
 		changed := r.cfg.DB.Changed()
-		lastMsg = r.watchMessages(lastMsg)
-		lastRcpt = r.watchReceipts(lastRcpt)
+		// One look at the highest rowids per wake: most commits touch
+		// neither table, and then nothing else is read. A row that lands
+		// after this look also lands after changed was taken, so the next
+		// wake gets it.
+		mx, mr, err := r.maxRowids(r.ctx)
+		top := &rowids{msgs: mx, rcpts: mr, ok: err == nil}
+		lastMsg = r.watchMessages(lastMsg, top)
+		lastRcpt = r.watchReceipts(lastRcpt, top)
 		select {
 		case <-changed:
 		case <-r.ctx.Done():
@@ -25,12 +31,42 @@ func (r *Relay) watch(lastMsg, lastRcpt int64) {
 	}
 }
 
-func (r *Relay) watchMessages(last int64) int64 {
+// rowids are the highest rowids of the messages and receipts tables, read
+// once per wake of the watcher (ok: the read succeeded).
+type rowids struct {
+	msgs, rcpts int64
+	ok          bool
+}
+
+// msgsUpTo returns the highest message rowid for the check whether
+// rowids were reused below last (retention emptied the table): the one of
+// this wake, unless rows read since went past it, then a fresh one.
+func (t *rowids) msgsUpTo(r *Relay, last int64) (int64, bool) {
+	if t.ok && last <= t.msgs {
+		return t.msgs, true
+	}
+	mx, _, err := r.maxRowids(r.ctx)
+	return mx, err == nil
+}
+
+// rcptsUpTo is msgsUpTo for receipts.
+func (t *rowids) rcptsUpTo(r *Relay, last int64) (int64, bool) {
+	if t.ok && last <= t.rcpts {
+		return t.rcpts, true
+	}
+	_, mr, err := r.maxRowids(r.ctx)
+	return mr, err == nil
+}
+
+func (r *Relay) watchMessages(last int64, top *rowids) int64 {
+	if top.ok && top.msgs == last {
+		return last // nothing new (and no rowid reuse below last)
+	}
 	// Nobody to push to: skip what arrived. The highest rowid is read
 	// before the hub is asked: a connection registered after that asks
 	// the store for its replay later, so it gets every row up to it.
-	if mx, _, err := r.maxRowids(r.ctx); err == nil && mx >= last && r.hub.count() == 0 {
-		return mx
+	if top.ok && top.msgs >= last && r.hub.count() == 0 {
+		return top.msgs
 	}
 	for {
 		rows, err := r.query(r.ctx, `SELECT rowid, `+msgCols+` FROM outpost_relay_messages WHERE rowid > ? ORDER BY rowid LIMIT ?`, last, watchPage)
@@ -43,7 +79,7 @@ func (r *Relay) watchMessages(last int64) int64 {
 		if len(rows) == 0 {
 			// Retention may have emptied the table and SQLite reuses
 			// rowids from 1 then: start over below the highest one.
-			if mx, _, err := r.maxRowids(r.ctx); err == nil && mx < last {
+			if mx, ok := top.msgsUpTo(r, last); ok && mx < last {
 				return 0
 			}
 			return last
@@ -64,7 +100,10 @@ func (r *Relay) watchMessages(last int64) int64 {
 	}
 }
 
-func (r *Relay) watchReceipts(last int64) int64 {
+func (r *Relay) watchReceipts(last int64, top *rowids) int64 {
+	if top.ok && top.rcpts == last {
+		return last // nothing new (and no rowid reuse below last)
+	}
 	for {
 		rows, err := r.query(r.ctx, sqlWatchReceipts, last, watchPage)
 		if err != nil {
@@ -79,7 +118,7 @@ func (r *Relay) watchReceipts(last int64) int64 {
 		}
 		if len(rows) < watchPage {
 			if len(rows) == 0 {
-				if _, mx, err := r.maxRowids(r.ctx); err == nil && mx < last {
+				if mr, ok := top.rcptsUpTo(r, last); ok && mr < last {
 					return 0
 				}
 			}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -30,9 +31,14 @@ type ChangeFilter struct {
 	// MaxBytes bounds the approximate bytes of one batch (see ChangeBytes);
 	// 0 = DefaultMaxBatchBytes.
 	MaxBytes int
-	// Tables, if not nil, keeps only changes of these tables (the others
-	// are not read at all).
-	Tables []string
+	// KeysOnly returns, for tables not in Values, changes that carry only
+	// Table, PK and Col (no CL, HLC, Origin or Val): what a reader that only
+	// needs to know which rows changed (the purge watcher) wants, read from
+	// the clock tables' dbv index alone. Not with Exclude or OwnOnly, which
+	// need the origin.
+	KeysOnly bool
+	// Values lists the tables whose changes KeysOnly still returns whole.
+	Values []string
 }
 
 // ChangesSince returns this node's groups with db_version in (since, ...],
@@ -61,28 +67,45 @@ func (s *Store) ChangesSinceFilter(ctx context.Context, since int64, f ChangeFil
 	if s.closed.Load() {
 		return nil, since, &Error{Code: CodeUnavailable, Statement: -1, Message: "the store is closed", Err: outpost.ErrClosed}
 	}
-	conn, err := s.replDB.Conn(ctx)
+	emit := s.emitAll
+	if f.KeysOnly {
+		if f.Exclude != "" || f.OwnOnly {
+			return nil, since, errors.New("changes since: KeysOnly cannot filter by origin (Exclude, OwnOnly)")
+		}
+		emit = s.keysSQL(f.Values)
+	}
+	// One read transaction (one snapshot); its statements are prepared once
+	// per replication connection, not parsed again on every call.
+	tx, err := s.replDB.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, since, fmt.Errorf("changes since %d: %w", since, err)
 	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
-		return nil, since, fmt.Errorf("changes since %d: %w", since, err)
+	defer tx.Rollback() //nolint:errcheck // read-only
+	query := func(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+		st, err := s.replSt.get(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 	}
-	defer conn.ExecContext(context.WithoutCancel(ctx), "COMMIT") //nolint:errcheck // read-only
 	var committed int64
-	if err := conn.QueryRowContext(ctx, `SELECT coalesce((SELECT value FROM outpost_meta WHERE key = 'db_version'), 0)`).Scan(&committed); err != nil {
+	rows, err := query(ctx, `SELECT coalesce((SELECT value FROM outpost_meta WHERE key = 'db_version'), 0)`)
+	if err == nil {
+		if rows.Next() {
+			err = rows.Scan(&committed)
+		}
+		if cerr := rows.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = rows.Err()
+		}
+	}
+	if err != nil {
 		return nil, since, fmt.Errorf("changes since %d: %w", since, err)
 	}
 	if committed <= since {
 		return nil, committed, nil
-	}
-	var only map[string]bool
-	if f.Tables != nil {
-		only = map[string]bool{}
-		for _, t := range f.Tables {
-			only[strings.ToLower(t)] = true
-		}
 	}
 	b := batcher{f: f, self: s.opts.Identity.Name, upTo: since}
 	// Read windows of db_versions until the batch is full. A window grows
@@ -91,7 +114,7 @@ func (s *Store) ChangesSinceFilter(ctx context.Context, since int64, f ChangeFil
 	window := int64(64)
 	for b.upTo < committed && !b.full {
 		lo, hi := b.upTo, min(committed, b.upTo+window)
-		chs, vs, err := s.readWindowOf(ctx, conn.QueryContext, lo, hi, only)
+		chs, vs, err := s.readWindowSQL(ctx, query, emit, lo, hi)
 		if err != nil {
 			return nil, since, fmt.Errorf("changes since %d: %w", since, err)
 		}
@@ -130,7 +153,7 @@ func (b *batcher) add(chs []outpost.Change, dbvs []int64, hi int64) {
 		size := 0
 		for ; i < len(chs) && dbvs[i] == dbv; i++ {
 			ch := chs[i]
-			if ch.Origin == b.f.Exclude || (b.f.OwnOnly && outpost.OriginName(ch.Origin) != b.self) {
+			if (b.f.Exclude != "" && ch.Origin == b.f.Exclude) || (b.f.OwnOnly && outpost.OriginName(ch.Origin) != b.self) {
 				continue
 			}
 			g.Changes = append(g.Changes, ch)
@@ -175,6 +198,27 @@ func valueBytes(v any) int {
 	return 9
 }
 
+// keysSQL returns the KeysOnly statement with the tables in values whole
+// ("" when the store reads per table: whole changes).
+func (s *Store) keysSQL(values []string) string {
+	if s.emitAll == "" {
+		return ""
+	}
+	key := strings.ToLower(strings.Join(values, "\x00"))
+	if q, ok := s.keysStmts.Load(key); ok {
+		return q.(string)
+	}
+	with := map[string]bool{}
+	for _, v := range values {
+		with[strings.ToLower(v)] = true
+	}
+	q, _ := emitSQL(s.tableOrder, with)
+	if s.nKeysStmts.Add(1) <= 16 {
+		s.keysStmts.Store(key, q)
+	}
+	return q
+}
+
 // querier runs a query: a connection's QueryContext, or the writer's
 // prepared statements (writerQuery).
 type querier func(ctx context.Context, query string, args ...any) (*sql.Rows, error)
@@ -193,21 +237,93 @@ func (s *Store) writerQuery(ctx context.Context, query string, args ...any) (*sq
 // readWindow reads every table's clock rows with dbv in (lo, hi], in
 // db_version order (tables in schema order within one db_version).
 func (s *Store) readWindow(ctx context.Context, query querier, lo, hi int64) ([]outpost.Change, []int64, error) {
-	return s.readWindowOf(ctx, query, lo, hi, nil)
+	return s.readWindowSQL(ctx, query, s.emitAll, lo, hi)
 }
 
-// readWindowOf is readWindow over the tables named in only (lower case;
-// nil = every table).
-func (s *Store) readWindowOf(ctx context.Context, query querier, lo, hi int64, only map[string]bool) ([]outpost.Change, []int64, error) {
-	type item struct {
-		ch  outpost.Change
-		dbv int64
+// readWindowSQL is readWindow with emit, a statement of emitSQL's shape
+// ("" = one statement per table, whole changes).
+func (s *Store) readWindowSQL(ctx context.Context, query querier, emit string, lo, hi int64) ([]outpost.Change, []int64, error) {
+	if emit == "" {
+		return s.readWindowPerTable(ctx, query, lo, hi)
 	}
-	var items []item
-	for _, rt := range s.tableOrder {
-		if only != nil && !only[strings.ToLower(rt.name)] {
-			continue
+	rows, err := query(ctx, emit, lo, hi)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	var items []emitItem
+	width := 1 + s.emitPK + 6
+	ptrs := make([]any, width)
+	for rows.Next() {
+		dest := make([]any, width)
+		for k := range dest {
+			ptrs[k] = &dest[k]
 		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, nil, err
+		}
+		ti, _ := dest[0].(int64)
+		if ti < 0 || int(ti) >= len(s.tableOrder) {
+			return nil, nil, fmt.Errorf("read changes: table index %v out of range", dest[0])
+		}
+		rt := s.tableOrder[ti]
+		n := len(rt.pk)
+		// Key columns after the table's own are the padding (NULL).
+		row := dest[1:]
+		if n < s.emitPK {
+			row = append(dest[1:1+n:1+n], dest[1+s.emitPK:]...)
+		}
+		items = append(items, emitRow(rt, row))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, err
+	}
+	return sortedItems(items)
+}
+
+type emitItem struct {
+	ch  outpost.Change
+	dbv int64
+}
+
+// emitRow turns one row of a table's emit (its key, col, cl, hlc, origin,
+// dbv and value) into a change.
+func emitRow(rt *replTable, dest []any) emitItem {
+	n := len(rt.pk)
+	for k := range dest {
+		// The driver reads a zero-length BLOB as []byte(nil),
+		// which would bind as NULL at the receiver.
+		if b, ok := dest[k].([]byte); ok && b == nil {
+			dest[k] = []byte{}
+		}
+	}
+	ch := outpost.Change{Table: rt.name, PK: dest[:n:n], Val: dest[n+5]}
+	ch.Col, _ = dest[n].(string)
+	ch.CL, _ = dest[n+1].(int64)
+	h, _ := dest[n+2].(int64)
+	ch.HLC = uint64(h)
+	ch.Origin, _ = dest[n+3].(string)
+	dbv, _ := dest[n+4].(int64)
+	if ch.Col == "" {
+		ch.Val = nil
+	}
+	return emitItem{ch, dbv}
+}
+
+func sortedItems(items []emitItem) ([]outpost.Change, []int64, error) {
+	sort.SliceStable(items, func(i, j int) bool { return items[i].dbv < items[j].dbv })
+	chs := make([]outpost.Change, len(items))
+	dbvs := make([]int64, len(items))
+	for i, it := range items {
+		chs[i], dbvs[i] = it.ch, it.dbv
+	}
+	return chs, dbvs, nil
+}
+
+// readWindowPerTable is readWindow with one statement per table.
+func (s *Store) readWindowPerTable(ctx context.Context, query querier, lo, hi int64) ([]outpost.Change, []int64, error) {
+	var items []emitItem
+	for _, rt := range s.tableOrder {
 		rows, err := query(ctx, rt.emit, lo, hi)
 		if err != nil {
 			return nil, nil, fmt.Errorf("table %q: %w", rt.name, err)
@@ -223,24 +339,7 @@ func (s *Store) readWindowOf(ctx context.Context, query querier, lo, hi int64, o
 				rows.Close()
 				return nil, nil, fmt.Errorf("table %q: %w", rt.name, err)
 			}
-			for k := range dest {
-				// The driver reads a zero-length BLOB as []byte(nil),
-				// which would bind as NULL at the receiver.
-				if b, ok := dest[k].([]byte); ok && b == nil {
-					dest[k] = []byte{}
-				}
-			}
-			ch := outpost.Change{Table: rt.name, PK: dest[:n:n], Val: dest[n+5]}
-			ch.Col, _ = dest[n].(string)
-			ch.CL, _ = dest[n+1].(int64)
-			h, _ := dest[n+2].(int64)
-			ch.HLC = uint64(h)
-			ch.Origin, _ = dest[n+3].(string)
-			dbv, _ := dest[n+4].(int64)
-			if ch.Col == "" {
-				ch.Val = nil
-			}
-			items = append(items, item{ch, dbv})
+			items = append(items, emitRow(rt, dest))
 		}
 		err = rows.Err()
 		rows.Close()
@@ -248,11 +347,5 @@ func (s *Store) readWindowOf(ctx context.Context, query querier, lo, hi int64, o
 			return nil, nil, fmt.Errorf("table %q: %w", rt.name, err)
 		}
 	}
-	sort.SliceStable(items, func(i, j int) bool { return items[i].dbv < items[j].dbv })
-	chs := make([]outpost.Change, len(items))
-	dbvs := make([]int64, len(items))
-	for i, it := range items {
-		chs[i], dbvs[i] = it.ch, it.dbv
-	}
-	return chs, dbvs, nil
+	return sortedItems(items)
 }

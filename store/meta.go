@@ -132,6 +132,7 @@ func (s *Store) applySchema(ctx context.Context) error {
 		s.tables[strings.ToLower(t.Name)] = rt
 		s.tableOrder = append(s.tableOrder, rt)
 	}
+	s.emitAll, s.emitPK = emitAllSQL(s.tableOrder)
 	for _, o := range s.schema.Objects {
 		if rt := s.tables[strings.ToLower(o.Table)]; o.Type == "trigger" && rt != nil {
 			rt.guarded = true // a user trigger may RAISE on a remote value

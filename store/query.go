@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/outpost-edge/outpost"
@@ -31,42 +33,55 @@ func (s *Store) Query(ctx context.Context, st Statement) (*Rows, error) {
 	}
 	bctx, cancel := s.budget(ctx)
 	defer cancel()
-	ps, err := s.reads.get(bctx, c.sql)
-	if err != nil {
-		return nil, s.readErr(err)
-	}
 	// The query runs on a connection of its own for the watchdog to
-	// interrupt, inside a read transaction so the cached statement is reused
-	// on it. The driver and database/sql get no cancellable context: they
-	// would interrupt the first step only, or close the connection under
-	// the watchdog.
+	// interrupt, with the driver's statement prepared once on that
+	// connection (connStmts): one statement, so its own read transaction.
+	// The driver and database/sql get no cancellable context: they would
+	// interrupt the first step only, or close the connection under the
+	// watchdog.
 	conn, err := s.rdb.Conn(bctx)
 	if err != nil {
 		return nil, s.queryErr(bctx, err)
 	}
 	defer conn.Close()
-	var h handle
-	if err := conn.Raw(func(dc any) error {
-		var err error
-		h, _, err = rawHandle(dc)
-		return err
-	}); err != nil {
-		return nil, s.readErr(err)
-	}
 	plain := context.WithoutCancel(bctx)
-	tx, err := conn.BeginTx(plain, nil)
+	var cols []string
+	var data [][]any
+	prepared := false
+	err = conn.Raw(func(dc any) error {
+		h, _, err := rawHandle(dc)
+		if err != nil {
+			return err
+		}
+		s.qstmts.acquire(dc)
+		defer s.qstmts.release(dc)
+		st, err := s.qstmts.get(plain, dc, c.sql)
+		if err != nil {
+			return err
+		}
+		args, err := namedValues(dc, c.args)
+		if err != nil {
+			return err
+		}
+		q, ok := st.(driver.StmtQueryContext)
+		if !ok {
+			return fmt.Errorf("sqlite driver statement %T cannot query with a context", st)
+		}
+		prepared = true
+		stop := watch(bctx, h)
+		defer stop() // before the rows are closed and the connection goes back
+		rows, err := q.QueryContext(plain, args)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		cols, data, err = scanDriverRows(rows, s.opts.MaxRows, s.opts.MaxResultBytes)
+		return err
+	})
 	if err != nil {
-		return nil, s.readErr(err)
-	}
-	defer tx.Rollback() //nolint:errcheck // read-only
-	stop := watch(bctx, h)
-	defer stop() // before the deferred Rollback and conn.Close
-	rows, err := tx.StmtContext(plain, ps).QueryContext(plain, c.args...)
-	if err != nil {
-		return nil, s.queryErr(bctx, err)
-	}
-	cols, data, err := scanAll(rows, s.opts.MaxRows, s.opts.MaxResultBytes)
-	if err != nil {
+		if !prepared {
+			return nil, s.readErr(err)
+		}
 		return nil, s.queryErr(bctx, err)
 	}
 	return &Rows{Columns: cols, Rows: data}, nil

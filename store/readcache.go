@@ -6,8 +6,9 @@ import (
 	"sync"
 )
 
-// readStmts caches prepared statements on the reader pool, so a point read
-// that an app repeats is parsed once per connection rather than per call.
+// readStmts caches prepared statements on a pool (the replication readers':
+// ChangesSince), so a statement is parsed once per connection rather than
+// per call; use them inside a transaction (Tx.StmtContext).
 type readStmts struct {
 	db  *sql.DB
 	max int

@@ -87,7 +87,8 @@ type Store struct {
 	wdb    *sql.DB
 	conn   *sql.Conn // the writer connection, used only by the writer goroutine
 	rdb    *sql.DB
-	reads  *readStmts // prepared statements on rdb
+	qstmts *connStmts // client queries' statements, per rdb connection
+	replSt *readStmts // prepared statements on replDB (ChangesSince)
 	replDB *sql.DB    // read-only connections for replication (ChangesSince, cursors), apart from clients'
 
 	clock *hlc.Clock
@@ -106,6 +107,10 @@ type Store struct {
 	denied     string                // why the authorizer last refused
 	tables     map[string]*replTable // replicated tables by lower-case name
 	tableOrder []*replTable
+	emitAll    string       // every table's emit in one statement (see emitAllSQL); "" = per table
+	emitPK     int          // primary key columns in emitAll's rows (the most of any table)
+	keysStmts  sync.Map     // KeysOnly statements (see keysSQL) by their Values
+	nKeysStmts atomic.Int64 // entries in keysStmts
 	repl       replStats
 	collected  atomic.Int64 // tombstones collected since Open
 	refusals   refusals
@@ -297,7 +302,7 @@ func (s *Store) open(ctx context.Context, path string, created bool) error {
 	if err := s.rdb.PingContext(ctx); err != nil {
 		return fmt.Errorf("open readers: %w", err)
 	}
-	s.reads = newReadStmts(s.rdb, 1024)
+	s.qstmts = newConnStmts(1024)
 	// Replication reads have connections of their own, so slow client
 	// queries cannot hold up outbound (or inbound) replication.
 	if s.replDB, err = s.openReaderDB(path, ReplReaders); err != nil {
@@ -306,6 +311,7 @@ func (s *Store) open(ctx context.Context, path string, created bool) error {
 	if err := s.replDB.PingContext(ctx); err != nil {
 		return fmt.Errorf("open replication readers: %w", err)
 	}
+	s.replSt = newReadStmts(s.replDB, 64)
 	return nil
 }
 
@@ -345,8 +351,11 @@ func (s *Store) Close() error {
 
 func (s *Store) closeDBs() error {
 	var first error
-	if s.reads != nil {
-		s.reads.close()
+	if s.qstmts != nil {
+		s.qstmts.close()
+	}
+	if s.replSt != nil {
+		s.replSt.close()
 	}
 	for _, c := range []*stmtCache{s.stmts, s.appStmts} {
 		if c != nil {

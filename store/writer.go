@@ -14,7 +14,8 @@ import (
 )
 
 // job is one transaction for the writer: fn runs under its own savepoint
-// inside the current commit group.
+// inside the current commit group (none when it is one statement, or alone
+// in its group: see groupOnce).
 type job struct {
 	ctx     context.Context
 	fn      func(*Tx) error
@@ -259,7 +260,10 @@ func (s *Store) groupOnce(batch []*job) (again []*job) {
 			continue
 		}
 		tc := &txContext{capture: j.capture, hlc: int64(s.clock.Now()), dbv: s.dbv + 1}
-		err := s.runJob(ctx, j, tc)
+		// A transaction alone in its group needs no savepoint either: if it
+		// fails, the whole group is rolled back, which is only its own work.
+		alone := len(batch) == 1 && !j.single
+		err := s.runJob(ctx, j, tc, alone)
 		for _, sl := range tc.slugs {
 			j.slugs = append(j.slugs, sl.slug)
 		}
@@ -273,6 +277,11 @@ func (s *Store) groupOnce(batch []*job) (again []*job) {
 			continue
 		}
 		j.err = err
+		if alone {
+			// No savepoint: roll back the group, which holds nothing else.
+			broken = true
+			continue
+		}
 		if tc.interrupted {
 			// SQLite rolls back the whole transaction when it interrupts
 			// a statement that writes, and only the statement otherwise.
@@ -414,8 +423,9 @@ func errAborted() *Error {
 		Message: "the database aborted the commit group this transaction was part of; nothing of it was applied; retry"}
 }
 
-func (s *Store) runJob(ctx context.Context, j *job, tc *txContext) (err error) {
-	if !j.single {
+func (s *Store) runJob(ctx context.Context, j *job, tc *txContext, alone bool) (err error) {
+	savepoint := !j.single && !alone
+	if savepoint {
 		if err := s.control(ctx, "SAVEPOINT outpost_tx"); err != nil {
 			return &Error{Code: CodeInternal, Statement: -1, Message: "savepoint: " + err.Error(), Err: err}
 		}
@@ -440,6 +450,15 @@ func (s *Store) runJob(ctx context.Context, j *job, tc *txContext) (err error) {
 		return err
 	}
 	if j.single {
+		return nil
+	}
+	if !savepoint {
+		// What RELEASE would have checked: an error the function handled
+		// may have made SQLite roll back the whole transaction.
+		if !s.wh.inTransaction() {
+			tc.lost = true
+			return &Error{Code: CodeInternal, Statement: -1, Message: "the database rolled back the transaction"}
+		}
 		return nil
 	}
 	if err := s.control(ctx, "RELEASE outpost_tx"); err != nil {

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -35,6 +36,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	conc := fs.Int("concurrency", 16, "processes suite: clients writing at once")
 	idle := fs.Duration("idle", 10*time.Second, "processes suite: how long the idle fleet is measured (0 = skip)")
 	conns := fs.Int("conns", 10000, "relay suite: idle WebSocket connections opened on one edge (0 = skip)")
+	only := fs.String("only", "", "api suite: run only these scenarios, comma-separated, of write1, write16, tx100, read1, read16 (the fsync reference always runs; reads need a write scenario); empty = all")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -168,17 +170,43 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		add(bench.LimitDecisions(ctx, c16, 16, 1000, lim))
 		return printResults(stdout, results, *asJSON, fsync.P50)
 	}
-	w1, ids1 := bench.Writes(ctx, c1, 1, lim, run0+"a")
-	add(w1)
-	w16, ids16 := bench.Writes(ctx, c16, 16, lim, run0+"b")
-	add(w16)
-	add(bench.Transactions(ctx, c16, 4, 100, lim, run0+"c"))
-	ids := append(ids1, ids16...)
-	if len(ids) == 0 {
-		return errors.New("no write succeeded, so there is nothing to read back; see the errors above")
+	want := map[string]bool{}
+	for _, n := range strings.Split(*only, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			switch n {
+			case "write1", "write16", "tx100", "read1", "read16":
+				want[n] = true
+			default:
+				return fmt.Errorf("--only %q: want write1, write16, tx100, read1 or read16", n)
+			}
+		}
 	}
-	add(bench.Reads(ctx, c1, 1, lim, ids))
-	add(bench.Reads(ctx, c16, 16, lim, ids))
+	runs := func(name string) bool { return len(want) == 0 || want[name] }
+	var ids []string
+	if runs("write1") {
+		w1, ids1 := bench.Writes(ctx, c1, 1, lim, run0+"a")
+		add(w1)
+		ids = append(ids, ids1...)
+	}
+	if runs("write16") {
+		w16, ids16 := bench.Writes(ctx, c16, 16, lim, run0+"b")
+		add(w16)
+		ids = append(ids, ids16...)
+	}
+	if runs("tx100") {
+		add(bench.Transactions(ctx, c16, 4, 100, lim, run0+"c"))
+	}
+	if runs("read1") || runs("read16") {
+		if len(ids) == 0 {
+			return errors.New("no write succeeded, so there is nothing to read back; see the errors above (reads need write1 or write16)")
+		}
+		if runs("read1") {
+			add(bench.Reads(ctx, c1, 1, lim, ids))
+		}
+		if runs("read16") {
+			add(bench.Reads(ctx, c16, 16, lim, ids))
+		}
+	}
 
 	return printResults(stdout, results, *asJSON, fsync.P50)
 }
