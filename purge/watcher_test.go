@@ -120,4 +120,3 @@ func TestRequest_Validate(t *testing.T) {
 		t.Errorf("RowTag %q", got)
 	}
 }
-
