@@ -82,11 +82,10 @@ func (s *Store) ChangesSinceFilter(ctx context.Context, since int64, f ChangeFil
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only
 	query := func(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-		st, err := s.replSt.get(ctx, q)
-		if err != nil {
-			return nil, err
+		if st := s.replSt.lookup(q); st != nil {
+			return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 		}
-		return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+		return tx.QueryContext(ctx, q, args...)
 	}
 	var committed int64
 	rows, err := query(ctx, `SELECT coalesce((SELECT value FROM outpost_meta WHERE key = 'db_version'), 0)`)

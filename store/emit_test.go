@@ -3,7 +3,9 @@ package store_test
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/outpost-edge/outpost"
 	"github.com/outpost-edge/outpost/internal/testutil"
@@ -119,5 +121,38 @@ func TestStore_RotateIncarnation(t *testing.T) {
 	s2 := testutil.OpenStore(t, dir, store.Options{})
 	if s2.Incarnation() != inc {
 		t.Fatalf("reopened with incarnation %q, want %q", s2.Incarnation(), inc)
+	}
+}
+
+// TestChangesSince_ConcurrentFirstReads: more concurrent feed reads than
+// the replication readers' pool has connections, on a fresh store (no
+// statement prepared yet), each holding its read transaction: none may
+// wait for a connection to prepare a statement on (it deadlocked once).
+func TestChangesSince_ConcurrentFirstReads(t *testing.T) {
+	s := testutil.OpenStore(t, "", store.Options{})
+	if _, _, err := s.Exec(context.Background(), []store.Statement{{SQL: `INSERT INTO pages (id, title) VALUES ('p1', 'a')`}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4*store.ReplReaders)
+	for i := range 4 * store.ReplReaders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f := store.ChangeFilter{MaxChanges: 100 + i} // distinct calls, the same statements
+			if i%2 == 1 {
+				f.KeysOnly, f.Values = true, []string{"outpost_purges"}
+			}
+			if _, _, err := s.ChangesSinceFilter(ctx, 0, f); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }

@@ -137,7 +137,9 @@ func TestStore_CollectTombstonesSkipsHeldTables(t *testing.T) {
 // 10 % of an empty database's.
 func TestStore_CollectTombstonesShrinksTheFile(t *testing.T) {
 	ctx := context.Background()
-	a := testutil.OpenStore(t, "", store.Options{Identity: testutil.Identity("EDGE01", "43ax")})
+	// No time budget: one statement deletes 10,000 rows (slow under -race
+	// on a busy host).
+	a := testutil.OpenStore(t, "", store.Options{Identity: testutil.Identity("EDGE01", "43ax"), StatementTimeout: -1})
 	empty := testutil.OpenStore(t, "", store.Options{Identity: testutil.Identity("EDGE02", "44bx")})
 	pages := func(s *store.Store) int64 { return count(t, s, `SELECT page_count FROM pragma_page_count`) }
 	base := pages(empty)
@@ -258,7 +260,7 @@ func BenchmarkStore_CollectTombstones(b *testing.B) {
 	ctx := context.Background()
 	for b.Loop() {
 		b.StopTimer()
-		s := testutil.OpenStore(b, "", store.Options{Identity: testutil.Identity("EDGE01", "43ax")})
+		s := testutil.OpenStore(b, "", store.Options{Identity: testutil.Identity("EDGE01", "43ax"), StatementTimeout: -1})
 		for k := range 10 {
 			var stmts []store.Statement
 			for i := range 1000 {
