@@ -36,6 +36,9 @@ func (r *Relay) deliver(ctx context.Context, m *Message) int {
 			}
 		}
 	}
+	if n > 0 {
+		r.trace(StageQueued, m.ID)
+	}
 	return n
 }
 

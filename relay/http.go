@@ -30,16 +30,21 @@ func (r *Relay) Send(ctx context.Context, from string, in SendRequest) (*Sent, e
 	if err := r.checkSend(&in); err != nil {
 		return nil, err
 	}
+	if r.tracer.Load() != nil {
+		r.trace(StageRecv, MessageID(from, in.ID))
+	}
 	m, dup, err := r.store(ctx, from, &in)
 	if err != nil {
 		return nil, err
 	}
+	r.trace(StageDurable, m.ID)
 	if dup {
 		r.Stats.Duplicates.Add(1)
 	} else {
 		r.Stats.MessagesIn.Add(1)
 	}
 	nodes := r.dispatch(ctx, m)
+	r.trace(StageDispatched, m.ID)
 	if nodes == nil {
 		nodes = []string{}
 	}

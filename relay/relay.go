@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/outpost-edge/outpost/store"
@@ -89,10 +90,11 @@ type Config struct {
 
 // Relay is one node's chat relay.
 type Relay struct {
-	cfg   Config
-	log   *slog.Logger
-	hub   *hub
-	Stats Stats
+	cfg    Config
+	log    *slog.Logger
+	tracer atomic.Pointer[Tracer]
+	hub    *hub
+	Stats  Stats
 
 	fwMu       sync.Mutex
 	forwarders map[string]*forwarder

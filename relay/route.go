@@ -95,11 +95,17 @@ func (r *Relay) forwardBatch(target string, msgs []Message) {
 	for attempt := 1; ; attempt++ {
 		via, ok := r.cfg.Transport.Route(target)
 		if ok {
+			for i := range msgs {
+				r.trace(StageForwardStart, msgs[i].ID)
+			}
 			t := time.Now()
 			ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
 			_, err := r.cfg.Transport.Forward(ctx, via, Forward{Target: target, Msgs: msgs})
 			cancel()
 			if err == nil {
+				for i := range msgs {
+					r.trace(StageForwardDone, msgs[i].ID)
+				}
 				r.Stats.Forwarded.Add(int64(len(msgs)))
 				if r.cfg.OnForward != nil {
 					r.cfg.OnForward(time.Since(t))
@@ -133,6 +139,9 @@ func (r *Relay) forwardBatch(target string, msgs []Message) {
 func (r *Relay) HandleForward(ctx context.Context, from string, fromCore bool, f Forward) (ForwardReply, error) {
 	if len(f.Msgs) == 0 || len(f.Msgs) > MaxForwardMessages {
 		return ForwardReply{}, errorf(http.StatusBadRequest, "bad_forward", "a forward carries 1 to %d messages, got %d", MaxForwardMessages, len(f.Msgs))
+	}
+	for i := range f.Msgs {
+		r.trace(StageForwardIn, f.Msgs[i].ID)
 	}
 	for i := range f.Msgs {
 		m := &f.Msgs[i]

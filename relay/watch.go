@@ -51,6 +51,7 @@ func (r *Relay) watchMessages(last int64) int64 {
 		for _, row := range rows {
 			last = asInt(row[0])
 			m := scanMsg(row, 1)
+			r.trace(StageWatchSeen, m.ID)
 			r.deliver(r.ctx, m)
 			// A message written here has no receipt yet when it is
 			// new here: only another node's may have been overtaken.
