@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -127,6 +128,7 @@ func relayConnsChild(ctx context.Context, bin string, e *node.Node, n int) ([]Re
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
+	g0 := runtime.NumGoroutine()
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -141,9 +143,18 @@ func relayConnsChild(ctx context.Context, bin string, e *node.Node, n int) ([]Re
 	runtime.GC()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
-	used := int64(after.HeapInuse+after.StackInuse) - int64(before.HeapInuse+before.StackInuse)
+	heap := int64(after.HeapInuse) - int64(before.HeapInuse)
+	stacks := int64(after.StackInuse) - int64(before.StackInuse)
+	per := func(v int64) float64 { return float64(v) / 1024 / float64(n) }
 	mem := RelayResult{Scenario: fmt.Sprintf("%d idle WebSocket connections on %s", n, e.Identity.Name), Sent: n, Acked: n, Received: e.Relay.Connections(),
-		Note: fmt.Sprintf("%.1f KiB per connection, server side alone (clients in another process; heap in use + stacks)", float64(used)/1024/float64(n))}
+		Note: fmt.Sprintf("%.1f KiB per connection, server side alone (clients in another process): heap in use %.1f KiB + stacks %.1f KiB, %.2f goroutines",
+			per(heap+stacks), per(heap), per(stacks), float64(runtime.NumGoroutine()-g0)/float64(n))}
+	if p := os.Getenv("OUTPOST_BENCH_RELAY_HEAPPROFILE"); p != "" { // where the server side's memory goes
+		if f, err := os.Create(p); err == nil {
+			_ = pprof.Lookup("heap").WriteTo(f, 0)
+			f.Close()
+		}
+	}
 	_, err = e.Store.Write(ctx, func(tx *store.Tx) error {
 		for i := range n {
 			if _, err := tx.ExecInternal(`INSERT INTO outpost_relay_members (room, user) VALUES ('all', ?) ON CONFLICT DO NOTHING`, fmt.Sprintf("idle-%d", i)); err != nil {

@@ -65,6 +65,23 @@ func (r *Relay) query(ctx context.Context, q string, args ...any) ([][]any, erro
 	return rows.Rows, nil
 }
 
+// sqlVersions reads, in one query per watcher wake, the highest rowids of
+// the messages and receipts and the version of the tables presence is
+// resolved from (the highest db_version in their clock tables: indexed).
+const sqlVersions = `SELECT (SELECT coalesce(max(rowid), 0) FROM outpost_relay_messages),
+	(SELECT coalesce(max(rowid), 0) FROM outpost_relay_receipts),
+	(SELECT coalesce(max(dbv), 0) FROM outpost_clock__outpost_relay_presence)
+	+ (SELECT coalesce(max(dbv), 0) FROM outpost_clock__outpost_relay_nodes)
+	+ (SELECT coalesce(max(dbv), 0) FROM outpost_clock__outpost_relay_members)`
+
+func (r *Relay) versions(ctx context.Context) (msgs, rcpts, presence int64, err error) {
+	rows, err := r.query(ctx, sqlVersions)
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("relay: %w", err)
+	}
+	return asInt(rows[0][0]), asInt(rows[0][1]), asInt(rows[0][2]), nil
+}
+
 func (r *Relay) maxRowids(ctx context.Context) (msgs, rcpts int64, err error) {
 	rows, err := r.query(ctx, `SELECT (SELECT coalesce(max(rowid), 0) FROM outpost_relay_messages), (SELECT coalesce(max(rowid), 0) FROM outpost_relay_receipts)`)
 	if err != nil {
@@ -155,9 +172,19 @@ func jsonEqual(a, b json.RawMessage) bool {
 	return string(ab) == string(bb)
 }
 
-// presence returns the nodes holding connections of the recipient(s).
+// presence returns the nodes holding connections of the recipient(s),
+// from the cache when it has a recent answer (presenceCache).
 func (r *Relay) presence(ctx context.Context, m *Message) ([]string, error) {
-	now := time.Now().UnixMilli()
+	key := "u\x00" + m.To
+	if m.Room != "" {
+		key = "r\x00" + m.Room
+	}
+	t := time.Now()
+	nodes, gen, ok := r.pcache.get(key, t)
+	if ok {
+		return nodes, nil
+	}
+	now := t.UnixMilli()
 	var rows [][]any
 	var err error
 	if m.Room != "" {
@@ -172,6 +199,7 @@ func (r *Relay) presence(ctx context.Context, m *Message) ([]string, error) {
 	for _, row := range rows {
 		out = append(out, asString(row[0]))
 	}
+	r.pcache.put(key, out, gen, t)
 	return out, nil
 }
 
@@ -195,6 +223,7 @@ func (r *Relay) setPresence(ctx context.Context, users []string, on bool) error 
 		}
 		return nil
 	})
+	r.pcache.invalidate()
 	if err != nil {
 		return fmt.Errorf("relay: presence: %w", err)
 	}
@@ -263,6 +292,7 @@ func (r *Relay) join(ctx context.Context, user, room string, leave bool) error {
 		_, err := tx.ExecInternal(q, room, user)
 		return err
 	})
+	r.pcache.invalidate()
 	return err
 }
 

@@ -2,6 +2,8 @@ package relay
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -41,6 +43,14 @@ type Transport interface {
 type Forward struct {
 	Target string    `json:"target"` // the node whose users receive them
 	Msgs   []Message `json:"msgs"`
+	// Stream and Seq order the forwards of one sender's edge to one
+	// target, of which several may be in flight (forwardWindow): Stream
+	// is "<sender's edge>/<its relay's random start id>", Seq counts the
+	// stream's forwards from 1, and the target delivers a forward after
+	// the ones before it (waiting reorderWait at most for a missing one).
+	// Seq 0: no order (a node that does not send them).
+	Stream string `json:"stream,omitempty"`
+	Seq    uint64 `json:"seq,omitempty"`
 }
 
 // MaxForwardBytes bounds the message bodies of one Forward (a single
@@ -93,11 +103,16 @@ type Relay struct {
 	cfg    Config
 	log    *slog.Logger
 	tracer atomic.Pointer[Tracer]
+	pcache presenceCache
 	hub    *hub
 	Stats  Stats
 
 	fwMu       sync.Mutex
 	forwarders map[string]*forwarder
+	stream     string // this relay's forward stream name (Forward.Stream)
+
+	ordMu sync.Mutex
+	order map[string]*orderState // the forward streams received, by Stream
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -128,7 +143,10 @@ func New(cfg Config) *Relay {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Relay{cfg: cfg, log: cfg.Logger, hub: newHub(), forwarders: map[string]*forwarder{}, ctx: ctx, cancel: cancel}
+	var nonce [8]byte
+	_, _ = rand.Read(nonce[:])
+	return &Relay{cfg: cfg, log: cfg.Logger, hub: newHub(), forwarders: map[string]*forwarder{},
+		stream: cfg.Self + "/" + hex.EncodeToString(nonce[:]), order: map[string]*orderState{}, ctx: ctx, cancel: cancel}
 }
 
 // Start starts the store watcher, the presence lease renewal and the

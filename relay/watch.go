@@ -10,13 +10,14 @@ const watchPage = 1000
 
 // watch pushes the messages and receipts that arrive in the store (written
 // here or replicated from elsewhere) to this node's connections. It wakes
-// on the store's Changed notification: no polling.
+// on the store's Changed notification: no polling. A wake costs one query
+// (sqlVersions) when nothing of the relay's changed, which is most of them:
+// every commit of the node (replication of any table) wakes it.
 func (r *Relay) watch(lastMsg, lastRcpt int64) {
 	defer r.wg.Done()
 	for {
 		changed := r.cfg.DB.Changed()
-		lastMsg = r.watchMessages(lastMsg)
-		lastRcpt = r.watchReceipts(lastRcpt)
+		lastMsg, lastRcpt = r.watchOnce(lastMsg, lastRcpt)
 		select {
 		case <-changed:
 		case <-r.ctx.Done():
@@ -25,26 +26,44 @@ func (r *Relay) watch(lastMsg, lastRcpt int64) {
 	}
 }
 
-func (r *Relay) watchMessages(last int64) int64 {
-	// Nobody to push to: skip what arrived. The highest rowid is read
-	// before the hub is asked: a connection registered after that asks
-	// the store for its replay later, so it gets every row up to it.
-	if mx, _, err := r.maxRowids(r.ctx); err == nil && mx >= last && r.hub.count() == 0 {
-		return mx
+func (r *Relay) watchOnce(lastMsg, lastRcpt int64) (int64, int64) {
+	mx, rmx, pv, err := r.versions(r.ctx)
+	if err != nil {
+		if r.ctx.Err() == nil {
+			r.log.Warn("relay: watch", "err", err)
+		}
+		return lastMsg, lastRcpt
 	}
+	r.pcache.observe(pv)
+	// Nobody to push to: skip what arrived. The highest rowids are read
+	// before the hub is asked: a connection registered after that asks
+	// the store for its replay later, so it gets every row up to them.
+	if r.hub.count() == 0 {
+		return max(mx, lastMsg), max(rmx, lastRcpt)
+	}
+	// Retention may have emptied a table and SQLite reuses rowids from 1
+	// then: start over below the highest one.
+	if mx < lastMsg {
+		lastMsg = 0
+	}
+	if rmx < lastRcpt {
+		lastRcpt = 0
+	}
+	if mx > lastMsg {
+		lastMsg = r.watchMessages(lastMsg)
+	}
+	if rmx > lastRcpt {
+		lastRcpt = r.watchReceipts(lastRcpt)
+	}
+	return lastMsg, lastRcpt
+}
+
+func (r *Relay) watchMessages(last int64) int64 {
 	for {
 		rows, err := r.query(r.ctx, `SELECT rowid, `+msgCols+` FROM outpost_relay_messages WHERE rowid > ? ORDER BY rowid LIMIT ?`, last, watchPage)
 		if err != nil {
 			if r.ctx.Err() == nil {
 				r.log.Warn("relay: watch messages", "err", err)
-			}
-			return last
-		}
-		if len(rows) == 0 {
-			// Retention may have emptied the table and SQLite reuses
-			// rowids from 1 then: start over below the highest one.
-			if mx, _, err := r.maxRowids(r.ctx); err == nil && mx < last {
-				return 0
 			}
 			return last
 		}
@@ -79,11 +98,6 @@ func (r *Relay) watchReceipts(last int64) int64 {
 			r.deliverReceipt(scanReceipt(row, 1))
 		}
 		if len(rows) < watchPage {
-			if len(rows) == 0 {
-				if _, mx, err := r.maxRowids(r.ctx); err == nil && mx < last {
-					return 0
-				}
-			}
 			return last
 		}
 	}
