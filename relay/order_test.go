@@ -94,3 +94,53 @@ func TestPresenceCache(t *testing.T) {
 		t.Error("invalidate kept the entries")
 	}
 }
+
+func TestConn_QueueStartsWriterOnDemand(t *testing.T) {
+	var st Stats
+	c := newConn("bob", "d", 2, func(bool) {})
+	wakes := 0
+	c.wake = func() { wakes++ }
+	c.push([]byte("1"), &st)
+	c.push([]byte("2"), &st)
+	if wakes != 1 {
+		t.Fatalf("wakes = %d, want 1 (one writer for the two frames)", wakes)
+	}
+	// A full queue makes pushWait wait until the writer takes a frame.
+	done := make(chan error, 1)
+	go func() { done <- c.pushWait(context.Background(), []byte("3"), "", &st) }()
+	time.Sleep(20 * time.Millisecond)
+	select {
+	case <-done:
+		t.Fatal("pushWait did not wait on a full queue")
+	default:
+	}
+	var got []string
+	for {
+		f, ok := c.next()
+		if !ok {
+			break
+		}
+		got = append(got, string(f.b))
+		if len(got) == 1 {
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if len(got) != 3 || got[0] != "1" || got[1] != "2" || got[2] != "3" {
+		t.Fatalf("frames %q", got)
+	}
+	if c.queue != nil || c.writing {
+		t.Error("an empty queue kept its array or its writer")
+	}
+	c.push([]byte("4"), &st)
+	if wakes != 2 {
+		t.Errorf("wakes = %d after the writer ended, want 2", wakes)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	c.push([]byte("5"), &st)
+	if err := c.pushWait(ctx, []byte("6"), "", &st); err == nil {
+		t.Error("pushWait on a full queue ignored its context")
+	}
+}

@@ -1,12 +1,17 @@
 package relay
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -39,17 +44,50 @@ type clientFrame struct {
 	Body json.RawMessage `json:"body,omitempty"`
 }
 
+// The hijacked connection's buffers: net/http's are 4 KiB each; a chat
+// frame is a few hundred bytes, and a larger one (up to the message limit)
+// is read and written past the buffer.
+const (
+	wsReadBuffer  = 1 << 10
+	wsWriteBuffer = 1 << 10
+)
+
+// smallBuffers hands coder/websocket the hijacked connection with buffers
+// of wsReadBuffer and wsWriteBuffer bytes instead of net/http's.
+type smallBuffers struct{ http.ResponseWriter }
+
+func (s smallBuffers) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func (s smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := http.NewResponseController(s.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	// (The 101 answer was flushed before the hijack: brw.Writer is empty.)
+	var rd io.Reader = nc
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		rd = io.MultiReader(bytes.NewReader(bytes.Clone(b)), nc)
+	}
+	return nc, bufio.NewReadWriter(bufio.NewReaderSize(rd, wsReadBuffer), bufio.NewWriterSize(nc, wsWriteBuffer)), nil
+}
+
+// serveWS accepts a WebSocket connection and returns: the connection then
+// lives in one goroutine reading it (wsRead), a writer that runs only while
+// frames are queued (wsWrite) and a ping timer, so the HTTP server's
+// goroutine, request and buffers of the connection are released.
 func (r *Relay) serveWS(w http.ResponseWriter, req *http.Request, user, device string, since int64) {
-	ws, err := websocket.Accept(w, req, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	ws, err := websocket.Accept(smallBuffers{w}, req, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		return // Accept answered the client
 	}
 	ws.SetReadLimit(int64(r.cfg.MaxMessage) + 4096)
 	ctx, cancel := context.WithCancel(r.ctx)
-	defer cancel()
 	var once sync.Once
-	c := newConn(user, device, r.cfg.SendBuffer, func(slow bool) {
+	c := newConn(user, device, r.cfg.SendBuffer, nil)
+	c.kill = func(slow bool) {
 		once.Do(func() {
+			c.closed.Store(true)
 			code, reason := CloseShutdown, "the node is shutting down: reconnect"
 			if slow {
 				code, reason = CloseSlowConsumer, "slow consumer: reconnect with since=<last hlc>; nothing is lost"
@@ -59,20 +97,48 @@ func (r *Relay) serveWS(w http.ResponseWriter, req *http.Request, user, device s
 				cancel()
 			}()
 		})
-	})
+	}
+	c.wake = func() { go r.wsWrite(ctx, cancel, ws, c) }
 	if err := r.open(ctx, c); err != nil {
 		_ = ws.Close(websocket.StatusTryAgainLater, "presence: "+err.Error())
+		cancel()
 		return
 	}
-	defer r.closeConn(c)
 	hello, _ := json.Marshal(map[string]any{"type": "hello", "user": user, "device": device, "node": r.cfg.Self, "max_message": r.cfg.MaxMessage})
-	c.out <- hello
-	go r.wsWriter(ctx, cancel, ws, c)
+	var uncounted Stats
+	c.push(hello, &uncounted)
+	var ping atomic.Pointer[time.Timer]
+	ping.Store(time.AfterFunc(pingEvery, func() {
+		pctx, pcancel := context.WithTimeout(ctx, writeTimeout)
+		err := ws.Ping(pctx)
+		pcancel()
+		if err != nil {
+			cancel()
+			return
+		}
+		if t := ping.Load(); t != nil && ctx.Err() == nil {
+			t.Reset(pingEvery)
+		}
+	}))
 	go func() {
 		if err := r.replay(ctx, c, since); err != nil && ctx.Err() == nil {
 			r.log.Warn("relay: replay", "user", user, "err", err)
 			cancel()
 		}
+	}()
+	go r.wsRead(ctx, cancel, ws, c, &ping)
+}
+
+// wsRead reads the client's frames until the connection ends, then
+// unregisters it.
+func (r *Relay) wsRead(ctx context.Context, cancel context.CancelFunc, ws *websocket.Conn, c *conn, ping *atomic.Pointer[time.Timer]) {
+	defer func() {
+		cancel()
+		if t := ping.Load(); t != nil {
+			t.Stop()
+		}
+		_ = ws.Close(websocket.StatusGoingAway, "")
+		r.closeConn(c)
 	}()
 	for {
 		typ, data, err := ws.Read(ctx)
@@ -91,30 +157,25 @@ func (r *Relay) serveWS(w http.ResponseWriter, req *http.Request, user, device s
 	}
 }
 
-// wsWriter drains the connection's queue to the socket and pings it.
-func (r *Relay) wsWriter(ctx context.Context, cancel context.CancelFunc, ws *websocket.Conn, c *conn) {
-	defer cancel()
-	ping := time.NewTicker(pingEvery)
-	defer ping.Stop()
+// wsWrite drains the connection's queue to the socket and ends when it is
+// empty (the next frame starts it again).
+func (r *Relay) wsWrite(ctx context.Context, cancel context.CancelFunc, ws *websocket.Conn, c *conn) {
 	for {
-		select {
-		case f := <-c.out:
-			wctx, wcancel := context.WithTimeout(ctx, writeTimeout)
-			err := ws.Write(wctx, websocket.MessageText, f)
-			wcancel()
-			if err != nil {
-				return
-			}
-		case <-ping.C:
-			pctx, pcancel := context.WithTimeout(ctx, writeTimeout)
-			err := ws.Ping(pctx)
-			pcancel()
-			if err != nil {
-				return
-			}
-		case <-ctx.Done():
-			_ = ws.Close(websocket.StatusGoingAway, "")
+		f, ok := c.next()
+		if !ok {
 			return
+		}
+		wctx, wcancel := context.WithTimeout(ctx, writeTimeout)
+		err := ws.Write(wctx, websocket.MessageText, f.b)
+		wcancel()
+		if err != nil {
+			// The connection is closing: no writer starts again.
+			c.closed.Store(true)
+			cancel()
+			return
+		}
+		if f.id != "" {
+			r.trace(StageWritten, f.id)
 		}
 	}
 }
