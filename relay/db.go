@@ -132,34 +132,62 @@ func scanMsg(row []any, off int) *Message {
 // store makes the message durable (or finds the one a retry already
 // stored) and returns it.
 func (r *Relay) store(ctx context.Context, from string, in *SendRequest) (*Message, bool, error) {
-	var (
-		m   *Message
-		dup bool
-	)
-	id := MessageID(from, in.ID)
-	_, err := r.cfg.DB.Write(ctx, func(tx *store.Tx) error {
-		rows, err := tx.QueryInternal(`SELECT `+msgCols+` FROM outpost_relay_messages WHERE sender = ? AND cid = ?`, from, in.ID)
-		if err != nil {
-			return err
+	ms, dups, errs, err := r.storeBatch(ctx, from, []*SendRequest{in})
+	if err != nil {
+		return nil, false, err
+	}
+	return ms[0], dups[0], errs[0]
+}
+
+// storeBatch makes the messages of one sender durable in one transaction,
+// in their order (a client that sends faster than a commit gets its sends
+// committed together, not one commit each). Each message's hlc is the
+// transaction's clock, raised past the last one this node gave a message
+// (r.lastHLC), so the messages of one transaction, and of the next ones,
+// keep the order they were sent in. errs holds a message's own refusal
+// (id_reused); err a failure of the whole transaction.
+func (r *Relay) storeBatch(ctx context.Context, from string, ins []*SendRequest) (ms []*Message, dups []bool, errs []error, err error) {
+	_, err = r.cfg.DB.Write(ctx, func(tx *store.Tx) error {
+		ms, dups = make([]*Message, len(ins)), make([]bool, len(ins))
+		for i, in := range ins {
+			rows, err := tx.QueryInternal(`SELECT `+msgCols+` FROM outpost_relay_messages WHERE sender = ? AND cid = ?`, from, in.ID)
+			if err != nil {
+				return err
+			}
+			if len(rows) > 0 {
+				ms[i], dups[i] = scanMsg(rows[0], 0), true
+				continue
+			}
+			m := &Message{ID: MessageID(from, in.ID), CID: in.ID, From: from, To: in.To, Room: in.Room, Body: in.Body, Node: r.cfg.Self,
+				HLC: r.nextHLC(int64(tx.HLC())), Created: time.Now().UnixMilli()}
+			m.Sig = r.cfg.Keys.Sign(m.signed())
+			if _, err := tx.ExecInternal(`INSERT INTO outpost_relay_messages (`+msgCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				m.ID, m.CID, m.From, m.To, m.Room, string(m.Body), m.Node, m.HLC, m.Created, m.Sig); err != nil {
+				return err
+			}
+			ms[i] = m
 		}
-		if len(rows) > 0 {
-			m, dup = scanMsg(rows[0], 0), true
-			return nil
-		}
-		m = &Message{ID: id, CID: in.ID, From: from, To: in.To, Room: in.Room, Body: in.Body, Node: r.cfg.Self,
-			HLC: int64(tx.HLC()), Created: time.Now().UnixMilli()}
-		m.Sig = r.cfg.Keys.Sign(m.signed())
-		_, err = tx.ExecInternal(`INSERT INTO outpost_relay_messages (`+msgCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			m.ID, m.CID, m.From, m.To, m.Room, string(m.Body), m.Node, m.HLC, m.Created, m.Sig)
-		return err
+		return nil
 	})
 	if err != nil {
-		return nil, false, fmt.Errorf("relay: store message: %w", err)
+		return nil, nil, nil, fmt.Errorf("relay: store message: %w", err)
 	}
-	if dup && (m.To != in.To || m.Room != in.Room || !jsonEqual(m.Body, in.Body)) {
-		return nil, false, errorf(http.StatusConflict, "id_reused", "message id %q was already used for a different message; use a new id per message and the same id only for retries", in.ID)
+	errs = make([]error, len(ins))
+	for i, in := range ins {
+		if m := ms[i]; dups[i] && (m.To != in.To || m.Room != in.Room || !jsonEqual(m.Body, in.Body)) {
+			errs[i] = errorf(http.StatusConflict, "id_reused", "message id %q was already used for a different message; use a new id per message and the same id only for retries", in.ID)
+		}
 	}
-	return m, dup, nil
+	return ms, dups, errs, nil
+}
+
+// nextHLC returns the hlc of a new message: the transaction's clock, or
+// just past the last message's if that is not below it.
+func (r *Relay) nextHLC(txHLC int64) int64 {
+	r.hlcMu.Lock()
+	defer r.hlcMu.Unlock()
+	r.lastHLC = max(txHLC, r.lastHLC+1)
+	return r.lastHLC
 }
 
 func jsonEqual(a, b json.RawMessage) bool {

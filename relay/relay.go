@@ -104,8 +104,11 @@ type Relay struct {
 	log    *slog.Logger
 	tracer atomic.Pointer[Tracer]
 	pcache presenceCache
-	hub    *hub
-	Stats  Stats
+
+	hlcMu   sync.Mutex
+	lastHLC int64 // the hlc of the last message stored here (nextHLC)
+	hub     *hub
+	Stats   Stats
 
 	fwMu       sync.Mutex
 	forwarders map[string]*forwarder

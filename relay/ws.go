@@ -140,6 +140,7 @@ func (r *Relay) wsRead(ctx context.Context, cancel context.CancelFunc, ws *webso
 		_ = ws.Close(websocket.StatusGoingAway, "")
 		r.closeConn(c)
 	}()
+	in := &inbox{}
 	for {
 		typ, data, err := ws.Read(ctx)
 		if err != nil {
@@ -153,8 +154,133 @@ func (r *Relay) wsRead(ctx context.Context, cancel context.CancelFunc, ws *webso
 			_ = ws.Close(websocket.StatusUnsupportedData, "frames are JSON text")
 			return
 		}
+		start, err := in.put(ctx, data)
+		if err != nil {
+			return
+		}
+		if start {
+			go r.wsHandle(ctx, c, in)
+		}
+	}
+}
+
+// maxInbox and maxInboxBytes bound the frames read ahead of their
+// handling; beyond them the reader waits (and TCP holds the client back).
+const (
+	maxInbox      = 256
+	maxInboxBytes = 256 << 10
+)
+
+// inbox holds the frames read from a connection until its handler takes
+// them: the reader does not wait for a send's commit before it reads the
+// next frame, and the sends that queued up meanwhile are committed
+// together (SendBatch), in order.
+type inbox struct {
+	mu    sync.Mutex
+	q     [][]byte
+	n     int           // bytes in q
+	busy  bool          // a handler (wsHandle) runs
+	space chan struct{} // closed when the handler takes the frames
+}
+
+// put queues a frame, waiting while the inbox is full, and reports whether
+// a handler must start.
+func (b *inbox) put(ctx context.Context, data []byte) (bool, error) {
+	for {
+		b.mu.Lock()
+		if len(b.q) == 0 || len(b.q) < maxInbox && b.n+len(data) <= maxInboxBytes {
+			b.q = append(b.q, data)
+			b.n += len(data)
+			start := !b.busy
+			b.busy = true
+			b.mu.Unlock()
+			return start, nil
+		}
+		if b.space == nil {
+			b.space = make(chan struct{})
+		}
+		space := b.space
+		b.mu.Unlock()
+		select {
+		case <-space:
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+}
+
+// take returns the queued frames, or nil (and ends the handler's turn).
+func (b *inbox) take() [][]byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q := b.q
+	b.q, b.n = nil, 0
+	if len(q) == 0 {
+		b.busy = false
+	}
+	if b.space != nil {
+		close(b.space)
+		b.space = nil
+	}
+	return q
+}
+
+// wsHandle handles the frames queued on a connection, in order, while
+// there are any.
+func (r *Relay) wsHandle(ctx context.Context, c *conn, in *inbox) {
+	for {
+		frames := in.take()
+		if frames == nil {
+			return
+		}
+		r.handleFrames(ctx, c, frames)
+	}
+}
+
+// handleFrames acts on client frames in order; consecutive sends are made
+// durable in one transaction.
+func (r *Relay) handleFrames(ctx context.Context, c *conn, frames [][]byte) {
+	var sends []SendRequest
+	flush := func() {
+		if len(sends) == 0 {
+			return
+		}
+		sent, errs := r.SendBatch(ctx, c.user, sends)
+		for i := range sends {
+			if errs[i] != nil {
+				r.failFrame(c, sends[i].ID, errs[i])
+				continue
+			}
+			r.replyFrame(c, struct {
+				Type string `json:"type"`
+				*Sent
+			}{"sent", sent[i]})
+		}
+		sends = sends[:0]
+	}
+	for _, data := range frames {
+		var f clientFrame
+		if err := json.Unmarshal(data, &f); err == nil && f.Type == "send" {
+			sends = append(sends, SendRequest{To: f.To, Room: f.Room, ID: f.ID, Body: f.Body})
+			continue
+		}
+		flush()
 		r.handleFrame(ctx, c, data)
 	}
+	flush()
+}
+
+func (r *Relay) replyFrame(c *conn, v any) {
+	b, _ := json.Marshal(v)
+	c.push(b, &r.Stats)
+}
+
+func (r *Relay) failFrame(c *conn, id string, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		e = &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: err.Error()}
+	}
+	r.replyFrame(c, map[string]any{"type": "error", "id": id, "code": e.Code, "message": e.Message, "status": e.Status})
 }
 
 // wsWrite drains the connection's queue to the socket and ends when it is
@@ -182,17 +308,8 @@ func (r *Relay) wsWrite(ctx context.Context, cancel context.CancelFunc, ws *webs
 
 // handleFrame acts on one client frame.
 func (r *Relay) handleFrame(ctx context.Context, c *conn, data []byte) {
-	reply := func(v any) {
-		b, _ := json.Marshal(v)
-		c.push(b, &r.Stats)
-	}
-	fail := func(id string, err error) {
-		var e *Error
-		if !errors.As(err, &e) {
-			e = &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: err.Error()}
-		}
-		reply(map[string]any{"type": "error", "id": id, "code": e.Code, "message": e.Message, "status": e.Status})
-	}
+	reply := func(v any) { r.replyFrame(c, v) }
+	fail := func(id string, err error) { r.failFrame(c, id, err) }
 	var f clientFrame
 	if err := json.Unmarshal(data, &f); err != nil {
 		r.Stats.BadFrames.Add(1)
