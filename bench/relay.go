@@ -265,7 +265,7 @@ func relayRun(ctx context.Context, all []*node.Node, src, dst *node.Node, rate i
 	untrace()
 	res.Stages, res.ViaReplication = trace.breakdown(src.Identity.Name, dst.Identity.Name, times)
 	st := &src.Relay.Stats
-	res.Note = fmt.Sprintf("sender's edge: %d forwarded, %d left to replication; drops %d", st.Forwarded.Load()-fwd0, st.ForwardFailed.Load(), st.Drops.Load()+dst.Relay.Stats.Drops.Load())
+	res.Note = fmt.Sprintf("sender's edge: %d forwarded, %d left to replication; drops %d; slow consumers closed %d", st.Forwarded.Load()-fwd0, st.ForwardFailed.Load(), st.Drops.Load()+dst.Relay.Stats.Drops.Load(), dst.Relay.Stats.SlowConsumers.Load()+st.SlowConsumers.Load())
 	return res, nil
 }
 

@@ -20,6 +20,7 @@ type conn struct {
 
 	mu        sync.Mutex
 	queue     []outFrame        // frames to write, oldest first
+	qbytes    int               // bytes in queue
 	writing   bool              // a writer drains queue (wake was called)
 	space     chan struct{}     // closed when a frame leaves a full queue (pushWait)
 	replaying bool              // frames wait in pending until the replay is sent
@@ -89,7 +90,7 @@ func (c *conn) pushID(frame []byte, id string, st *Stats) bool {
 		return false
 	}
 	c.mu.Lock()
-	if len(c.queue) >= c.limit {
+	if c.full(len(frame)) {
 		c.mu.Unlock()
 		st.SlowConsumers.Add(1)
 		c.kill(true)
@@ -109,7 +110,7 @@ func (c *conn) pushID(frame []byte, id string, st *Stats) bool {
 func (c *conn) pushWait(ctx context.Context, frame []byte, id string, st *Stats) error {
 	for {
 		c.mu.Lock()
-		if len(c.queue) < c.limit {
+		if !c.full(len(frame)) {
 			start := c.enqueue(outFrame{frame, id})
 			c.mu.Unlock()
 			st.MessagesOut.Add(1)
@@ -131,9 +132,19 @@ func (c *conn) pushWait(ctx context.Context, frame []byte, id string, st *Stats)
 	}
 }
 
+// maxQueueBytes bounds the bytes queued on a connection (besides its
+// frame limit): a frame that would pass it finds the queue full.
+const maxQueueBytes = 1 << 20
+
+// full reports whether a frame of n bytes does not fit (c.mu held).
+func (c *conn) full(n int) bool {
+	return len(c.queue) >= c.limit || len(c.queue) > 0 && c.qbytes+n > maxQueueBytes
+}
+
 // enqueue appends f (c.mu held) and reports whether a writer must start.
 func (c *conn) enqueue(f outFrame) bool {
 	c.queue = append(c.queue, f)
+	c.qbytes += len(f.b)
 	if c.writing {
 		return false
 	}
@@ -152,6 +163,7 @@ func (c *conn) next() (f outFrame, ok bool) {
 		return outFrame{}, false
 	}
 	f = c.queue[0]
+	c.qbytes -= len(f.b)
 	c.queue[0] = outFrame{}
 	c.queue = c.queue[1:]
 	if c.space != nil {

@@ -70,7 +70,7 @@ const (
 	DefaultRetention  = 7 * 24 * time.Hour
 	DefaultLease      = 30 * time.Second
 	DefaultMaxMessage = 64 << 10
-	DefaultSendBuffer = 256
+	DefaultSendBuffer = 1024
 	DefaultTokenTTL   = time.Hour
 	DefaultMaxConns   = 20000
 )
@@ -90,7 +90,7 @@ type Config struct {
 	Retention  time.Duration // messages older than this expire; 0 = DefaultRetention
 	Lease      time.Duration // presence lease; 0 = DefaultLease
 	MaxMessage int           // body bytes; 0 = DefaultMaxMessage
-	SendBuffer int           // frames queued per connection before it is closed as slow; 0 = DefaultSendBuffer
+	SendBuffer int           // frames queued per connection (and 1 MiB) before it is closed as slow; 0 = DefaultSendBuffer
 	MaxConns   int           // connections per node; 0 = DefaultMaxConns
 	TokenTTL   time.Duration // default relay token lifetime; 0 = DefaultTokenTTL
 	// OnForward observes the time of each forward call (metrics).
