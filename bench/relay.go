@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"runtime"
 	"slices"
@@ -25,6 +26,10 @@ type RelayOptions struct {
 	Duration time.Duration // per rate
 	Conns    int           // idle WebSocket connections on one edge (0 = skip)
 	Senders  int           // sending connections at EDGE01
+	// Binary, if set, is this outpost binary: the idle connections'
+	// clients then run in a child process (`outpost bench --suite
+	// relay-clients`), so the memory measured here is the server's alone.
+	Binary string
 }
 
 // DefaultRelayOptions: 100, 1,000 and 5,000 messages/s for 5 s each, 10,000
@@ -43,20 +48,27 @@ type RelayResult struct {
 	P50        time.Duration `json:"p50_ns"`
 	P99        time.Duration `json:"p99_ns"`
 	Note       string        `json:"note,omitempty"`
+	// Stages splits the latency along the message's path (relay.Stage).
+	Stages []StageTimes `json:"stages,omitempty"`
+	// ViaReplication counts the messages the recipient's edge queued from
+	// its store watcher (the replicated row) before the forward arrived.
+	ViaReplication int `json:"via_replication,omitempty"`
 }
 
 // benchClient is one WebSocket client of the bench.
 type benchClient struct {
-	ws   *websocket.Conn
-	mu   sync.Mutex
-	got  map[string]int // message id -> times received
-	lat  []time.Duration
-	sent atomic.Int64 // "sent" acks
-	hook func(f map[string]any)
+	ws  *websocket.Conn
+	mu  sync.Mutex
+	got map[string]int // message id -> times received
+	lat []time.Duration
+	// times of each message with a send time in its body (first receipt)
+	times map[string]msgTimes
+	sent  atomic.Int64 // "sent" acks
+	hook  func(f map[string]any)
 }
 
-func relayTokenFor(ctx context.Context, n *node.Node, user string) (string, error) {
-	req, _ := http.NewRequestWithContext(ctx, "POST", n.APIURL()+"/v1/relay/tokens", strings.NewReader(fmt.Sprintf(`{"user":%q}`, user)))
+func relayTokenFor(ctx context.Context, api string, user string) (string, error) {
+	req, _ := http.NewRequestWithContext(ctx, "POST", api+"/v1/relay/tokens", strings.NewReader(fmt.Sprintf(`{"user":%q}`, user)))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return "", err
@@ -70,17 +82,21 @@ func relayTokenFor(ctx context.Context, n *node.Node, user string) (string, erro
 }
 
 func dialBench(ctx context.Context, n *node.Node, user string) (*benchClient, error) {
-	tok, err := relayTokenFor(ctx, n, user)
+	return dialBenchURL(ctx, n.APIURL(), user)
+}
+
+func dialBenchURL(ctx context.Context, api string, user string) (*benchClient, error) {
+	tok, err := relayTokenFor(ctx, api, user)
 	if err != nil {
 		return nil, err
 	}
-	url := strings.Replace(n.APIURL(), "http://", "ws://", 1) + "/v1/relay/connect?device=bench&token=" + tok
+	url := strings.Replace(api, "http://", "ws://", 1) + "/v1/relay/connect?device=bench&token=" + tok
 	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: &http.Client{Transport: &http.Transport{}}})
 	if err != nil {
 		return nil, err
 	}
 	ws.SetReadLimit(1 << 20)
-	c := &benchClient{ws: ws, got: map[string]int{}}
+	c := &benchClient{ws: ws, got: map[string]int{}, times: map[string]msgTimes{}}
 	ready := make(chan struct{})
 	go func() {
 		var once sync.Once
@@ -107,6 +123,7 @@ func dialBench(ctx context.Context, n *node.Node, user string) (*benchClient, er
 				if body, ok := f["body"].(map[string]any); ok && c.got[id] == 1 {
 					if t0, ok := body["t"].(float64); ok {
 						c.lat = append(c.lat, now.Sub(time.Unix(0, int64(t0))))
+						c.times[id] = msgTimes{sent: time.Unix(0, int64(t0)), recv: now}
 					}
 				}
 				c.mu.Unlock()
@@ -152,7 +169,7 @@ func quantile(d []time.Duration, q float64) time.Duration {
 
 // relayRun sends rate messages/s for d from senders at src to one
 // recipient at dst and measures send-to-receipt latency at the client.
-func relayRun(ctx context.Context, src, dst *node.Node, rate int, d time.Duration, senders int, name string) (RelayResult, error) {
+func relayRun(ctx context.Context, all []*node.Node, src, dst *node.Node, rate int, d time.Duration, senders int, name string) (RelayResult, error) {
 	res := RelayResult{Scenario: name, Rate: rate}
 	user := fmt.Sprintf("rcpt-%s-%d", dst.Identity.Name, rate)
 	rcpt, err := dialBench(ctx, dst, user)
@@ -192,7 +209,10 @@ func relayRun(ctx context.Context, src, dst *node.Node, rate int, d time.Duratio
 	}
 	rcpt.mu.Lock()
 	rcpt.lat = nil
+	rcpt.times = map[string]msgTimes{}
 	rcpt.mu.Unlock()
+	trace, untrace := newStageTrace(all)
+	defer untrace()
 	total := int(float64(rate) * d.Seconds())
 	interval := time.Duration(float64(time.Second) * float64(senders) / float64(rate))
 	var wg sync.WaitGroup
@@ -240,9 +260,12 @@ func relayRun(ctx context.Context, src, dst *node.Node, rate int, d time.Duratio
 	res.Duplicated = dups
 	rcpt.mu.Lock()
 	res.P50, res.P99 = quantile(rcpt.lat, 0.5), quantile(rcpt.lat, 0.99)
+	times := maps.Clone(rcpt.times)
 	rcpt.mu.Unlock()
+	untrace()
+	res.Stages, res.ViaReplication = trace.breakdown(src.Identity.Name, dst.Identity.Name, times)
 	st := &src.Relay.Stats
-	res.Note = fmt.Sprintf("sender's edge: %d forwarded, %d left to replication; drops %d", st.Forwarded.Load()-fwd0, st.ForwardFailed.Load(), st.Drops.Load()+dst.Relay.Stats.Drops.Load())
+	res.Note = fmt.Sprintf("sender's edge: %d forwarded, %d left to replication; drops %d; slow consumers closed %d", st.Forwarded.Load()-fwd0, st.ForwardFailed.Load(), st.Drops.Load()+dst.Relay.Stats.Drops.Load(), dst.Relay.Stats.SlowConsumers.Load()+st.SlowConsumers.Load())
 	return res, nil
 }
 
@@ -350,11 +373,14 @@ func RelaySuite(ctx context.Context, dir string, o RelayOptions, stdout, stderr 
 		results = append(results, r)
 		if !asJSON {
 			fmt.Fprintf(stderr, "  %-58s sent %6d acked %6d lost %d dup %d p50 %-9s p99 %-9s %s\n", r.Scenario, r.Sent, r.Acked, r.Lost, r.Duplicated, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Note)
+			if len(r.Stages) > 0 {
+				fmt.Fprint(stderr, formatStages(r.Stages, r.ViaReplication))
+			}
 		}
 	}
 	e1, e2, e4 := f.Node("EDGE01"), f.Node("EDGE02"), f.Node("EDGE04")
 	run := func(dst *node.Node, rate int, name string) {
-		r, err := relayRun(ctx, e1, dst, rate, o.Duration, o.Senders, name)
+		r, err := relayRun(ctx, f.Nodes, e1, dst, rate, o.Duration, o.Senders, name)
 		if err != nil {
 			r = RelayResult{Scenario: name, Rate: rate, Note: "not measured: " + err.Error()}
 		}
@@ -365,7 +391,13 @@ func RelaySuite(ctx context.Context, dir string, o RelayOptions, stdout, stderr 
 	run(e2, 100, "EDGE01 -> EDGE02 (same farm)")
 	run(e4, 100, "EDGE01 -> EDGE04 (other farm, through the core)")
 	if o.Conns > 0 {
-		rs, err := relayConns(ctx, f.Node("EDGE03"), o.Conns)
+		conns := relayConns
+		if o.Binary != "" {
+			conns = func(ctx context.Context, e *node.Node, n int) ([]RelayResult, error) {
+				return relayConnsChild(ctx, o.Binary, e, n)
+			}
+		}
+		rs, err := conns(ctx, f.Node("EDGE03"), o.Conns)
 		if err != nil {
 			return err
 		}

@@ -65,6 +65,23 @@ func (r *Relay) query(ctx context.Context, q string, args ...any) ([][]any, erro
 	return rows.Rows, nil
 }
 
+// sqlVersions reads, in one query per watcher wake, the highest rowids of
+// the messages and receipts and the version of the tables presence is
+// resolved from (the highest db_version in their clock tables: indexed).
+const sqlVersions = `SELECT (SELECT coalesce(max(rowid), 0) FROM outpost_relay_messages),
+	(SELECT coalesce(max(rowid), 0) FROM outpost_relay_receipts),
+	(SELECT coalesce(max(dbv), 0) FROM outpost_clock__outpost_relay_presence)
+	+ (SELECT coalesce(max(dbv), 0) FROM outpost_clock__outpost_relay_nodes)
+	+ (SELECT coalesce(max(dbv), 0) FROM outpost_clock__outpost_relay_members)`
+
+func (r *Relay) versions(ctx context.Context) (msgs, rcpts, presence int64, err error) {
+	rows, err := r.query(ctx, sqlVersions)
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("relay: %w", err)
+	}
+	return asInt(rows[0][0]), asInt(rows[0][1]), asInt(rows[0][2]), nil
+}
+
 func (r *Relay) maxRowids(ctx context.Context) (msgs, rcpts int64, err error) {
 	rows, err := r.query(ctx, `SELECT (SELECT coalesce(max(rowid), 0) FROM outpost_relay_messages), (SELECT coalesce(max(rowid), 0) FROM outpost_relay_receipts)`)
 	if err != nil {
@@ -115,34 +132,62 @@ func scanMsg(row []any, off int) *Message {
 // store makes the message durable (or finds the one a retry already
 // stored) and returns it.
 func (r *Relay) store(ctx context.Context, from string, in *SendRequest) (*Message, bool, error) {
-	var (
-		m   *Message
-		dup bool
-	)
-	id := MessageID(from, in.ID)
-	_, err := r.cfg.DB.Write(ctx, func(tx *store.Tx) error {
-		rows, err := tx.QueryInternal(`SELECT `+msgCols+` FROM outpost_relay_messages WHERE sender = ? AND cid = ?`, from, in.ID)
-		if err != nil {
-			return err
+	ms, dups, errs, err := r.storeBatch(ctx, from, []*SendRequest{in})
+	if err != nil {
+		return nil, false, err
+	}
+	return ms[0], dups[0], errs[0]
+}
+
+// storeBatch makes the messages of one sender durable in one transaction,
+// in their order (a client that sends faster than a commit gets its sends
+// committed together, not one commit each). Each message's hlc is the
+// transaction's clock, raised past the last one this node gave a message
+// (r.lastHLC), so the messages of one transaction, and of the next ones,
+// keep the order they were sent in. errs holds a message's own refusal
+// (id_reused); err a failure of the whole transaction.
+func (r *Relay) storeBatch(ctx context.Context, from string, ins []*SendRequest) (ms []*Message, dups []bool, errs []error, err error) {
+	_, err = r.cfg.DB.Write(ctx, func(tx *store.Tx) error {
+		ms, dups = make([]*Message, len(ins)), make([]bool, len(ins))
+		for i, in := range ins {
+			rows, err := tx.QueryInternal(`SELECT `+msgCols+` FROM outpost_relay_messages WHERE sender = ? AND cid = ?`, from, in.ID)
+			if err != nil {
+				return err
+			}
+			if len(rows) > 0 {
+				ms[i], dups[i] = scanMsg(rows[0], 0), true
+				continue
+			}
+			m := &Message{ID: MessageID(from, in.ID), CID: in.ID, From: from, To: in.To, Room: in.Room, Body: in.Body, Node: r.cfg.Self,
+				HLC: r.nextHLC(int64(tx.HLC())), Created: time.Now().UnixMilli()}
+			m.Sig = r.cfg.Keys.Sign(m.signed())
+			if _, err := tx.ExecInternal(`INSERT INTO outpost_relay_messages (`+msgCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				m.ID, m.CID, m.From, m.To, m.Room, string(m.Body), m.Node, m.HLC, m.Created, m.Sig); err != nil {
+				return err
+			}
+			ms[i] = m
 		}
-		if len(rows) > 0 {
-			m, dup = scanMsg(rows[0], 0), true
-			return nil
-		}
-		m = &Message{ID: id, CID: in.ID, From: from, To: in.To, Room: in.Room, Body: in.Body, Node: r.cfg.Self,
-			HLC: int64(tx.HLC()), Created: time.Now().UnixMilli()}
-		m.Sig = r.cfg.Keys.Sign(m.signed())
-		_, err = tx.ExecInternal(`INSERT INTO outpost_relay_messages (`+msgCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			m.ID, m.CID, m.From, m.To, m.Room, string(m.Body), m.Node, m.HLC, m.Created, m.Sig)
-		return err
+		return nil
 	})
 	if err != nil {
-		return nil, false, fmt.Errorf("relay: store message: %w", err)
+		return nil, nil, nil, fmt.Errorf("relay: store message: %w", err)
 	}
-	if dup && (m.To != in.To || m.Room != in.Room || !jsonEqual(m.Body, in.Body)) {
-		return nil, false, errorf(http.StatusConflict, "id_reused", "message id %q was already used for a different message; use a new id per message and the same id only for retries", in.ID)
+	errs = make([]error, len(ins))
+	for i, in := range ins {
+		if m := ms[i]; dups[i] && (m.To != in.To || m.Room != in.Room || !jsonEqual(m.Body, in.Body)) {
+			errs[i] = errorf(http.StatusConflict, "id_reused", "message id %q was already used for a different message; use a new id per message and the same id only for retries", in.ID)
+		}
 	}
-	return m, dup, nil
+	return ms, dups, errs, nil
+}
+
+// nextHLC returns the hlc of a new message: the transaction's clock, or
+// just past the last message's if that is not below it.
+func (r *Relay) nextHLC(txHLC int64) int64 {
+	r.hlcMu.Lock()
+	defer r.hlcMu.Unlock()
+	r.lastHLC = max(txHLC, r.lastHLC+1)
+	return r.lastHLC
 }
 
 func jsonEqual(a, b json.RawMessage) bool {
@@ -155,9 +200,19 @@ func jsonEqual(a, b json.RawMessage) bool {
 	return string(ab) == string(bb)
 }
 
-// presence returns the nodes holding connections of the recipient(s).
+// presence returns the nodes holding connections of the recipient(s),
+// from the cache when it has a recent answer (presenceCache).
 func (r *Relay) presence(ctx context.Context, m *Message) ([]string, error) {
-	now := time.Now().UnixMilli()
+	key := "u\x00" + m.To
+	if m.Room != "" {
+		key = "r\x00" + m.Room
+	}
+	t := time.Now()
+	nodes, gen, ok := r.pcache.get(key, t)
+	if ok {
+		return nodes, nil
+	}
+	now := t.UnixMilli()
 	var rows [][]any
 	var err error
 	if m.Room != "" {
@@ -172,6 +227,7 @@ func (r *Relay) presence(ctx context.Context, m *Message) ([]string, error) {
 	for _, row := range rows {
 		out = append(out, asString(row[0]))
 	}
+	r.pcache.put(key, out, gen, t)
 	return out, nil
 }
 
@@ -195,6 +251,7 @@ func (r *Relay) setPresence(ctx context.Context, users []string, on bool) error 
 		}
 		return nil
 	})
+	r.pcache.invalidate()
 	if err != nil {
 		return fmt.Errorf("relay: presence: %w", err)
 	}
@@ -263,6 +320,7 @@ func (r *Relay) join(ctx context.Context, user, room string, leave bool) error {
 		_, err := tx.ExecInternal(q, room, user)
 		return err
 	})
+	r.pcache.invalidate()
 	return err
 }
 

@@ -36,6 +36,9 @@ func (r *Relay) deliver(ctx context.Context, m *Message) int {
 			}
 		}
 	}
+	if n > 0 {
+		r.trace(StageQueued, m.ID)
+	}
 	return n
 }
 
@@ -83,11 +86,8 @@ func (r *Relay) replay(ctx context.Context, c *conn, since int64) error {
 			if !fresh {
 				continue
 			}
-			select {
-			case c.out <- encodeMsg(m):
-				r.Stats.MessagesOut.Add(1)
-			case <-ctx.Done():
-				return ctx.Err()
+			if err := c.pushWait(ctx, encodeMsg(m), m.ID, &r.Stats); err != nil {
+				return err
 			}
 		}
 		if len(rows) < replayPage {
@@ -111,11 +111,8 @@ func (r *Relay) replay(ctx context.Context, c *conn, since int64) error {
 			break
 		}
 		for _, f := range pending {
-			select {
-			case c.out <- f:
-				r.Stats.MessagesOut.Add(1)
-			case <-ctx.Done():
-				return ctx.Err()
+			if err := c.pushWait(ctx, f, "", &r.Stats); err != nil {
+				return err
 			}
 		}
 	}
@@ -147,11 +144,8 @@ func (r *Relay) replayReceipts(ctx context.Context, c *conn, since, cutoff int64
 				continue
 			}
 			b, _ := json.Marshal(f)
-			select {
-			case c.out <- b:
-				r.Stats.MessagesOut.Add(1)
-			case <-ctx.Done():
-				return last, ctx.Err()
+			if err := c.pushWait(ctx, b, "", &r.Stats); err != nil {
+				return last, err
 			}
 		}
 		if len(rows) < replayPage {

@@ -27,23 +27,55 @@ func (r *Relay) Handler() http.Handler {
 // Send makes a message from the user from durable and forwards it to the
 // recipient's nodes; it returns once the message is durable here.
 func (r *Relay) Send(ctx context.Context, from string, in SendRequest) (*Sent, error) {
-	if err := r.checkSend(&in); err != nil {
-		return nil, err
+	sent, errs := r.SendBatch(ctx, from, []SendRequest{in})
+	return sent[0], errs[0]
+}
+
+// SendBatch is Send for several messages of one sender, in their order,
+// made durable in one transaction; each gets its answer or its error.
+func (r *Relay) SendBatch(ctx context.Context, from string, ins []SendRequest) ([]*Sent, []error) {
+	sent, errs := make([]*Sent, len(ins)), make([]error, len(ins))
+	var ok []*SendRequest
+	var at []int
+	for i := range ins {
+		in := &ins[i]
+		if err := r.checkSend(in); err != nil {
+			errs[i] = err
+			continue
+		}
+		if r.tracer.Load() != nil {
+			r.trace(StageRecv, MessageID(from, in.ID))
+		}
+		ok, at = append(ok, in), append(at, i)
 	}
-	m, dup, err := r.store(ctx, from, &in)
-	if err != nil {
-		return nil, err
+	if len(ok) == 0 {
+		return sent, errs
 	}
-	if dup {
-		r.Stats.Duplicates.Add(1)
-	} else {
-		r.Stats.MessagesIn.Add(1)
+	ms, dups, merrs, err := r.storeBatch(ctx, from, ok)
+	for k, i := range at {
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		if merrs[k] != nil {
+			errs[i] = merrs[k]
+			continue
+		}
+		m, dup := ms[k], dups[k]
+		r.trace(StageDurable, m.ID)
+		if dup {
+			r.Stats.Duplicates.Add(1)
+		} else {
+			r.Stats.MessagesIn.Add(1)
+		}
+		nodes := r.dispatch(ctx, m)
+		r.trace(StageDispatched, m.ID)
+		if nodes == nil {
+			nodes = []string{}
+		}
+		sent[i] = &Sent{ID: m.CID, MsgID: m.ID, HLC: m.HLC, Duplicate: dup, Online: nodes}
 	}
-	nodes := r.dispatch(ctx, m)
-	if nodes == nil {
-		nodes = []string{}
-	}
-	return &Sent{ID: m.CID, MsgID: m.ID, HLC: m.HLC, Duplicate: dup, Online: nodes}, nil
+	return sent, errs
 }
 
 // readBody reads a JSON body of at most limit bytes into dst, strictly.

@@ -1,30 +1,45 @@
 package relay
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 )
 
 // conn is one client connection (one device of a user) as the hub sees it:
-// a bounded queue of frames drained by the connection's writer.
+// a bounded queue of frames drained by the connection's writer. The queue
+// is a slice that exists only while frames wait, and the writer only while
+// there is something to write (wake starts it): an idle connection holds
+// neither a buffer nor a goroutine for its output.
 type conn struct {
 	user, device string
-	out          chan []byte
+	limit        int             // frames queued before the connection is closed as slow
 	kill         func(slow bool) // closes the connection (slow: as a slow consumer)
+	wake         func()          // the queue got frames and no writer runs: start one
 	closed       atomic.Bool
 
 	mu        sync.Mutex
+	queue     []outFrame        // frames to write, oldest first
+	qbytes    int               // bytes in queue
+	writing   bool              // a writer drains queue (wake was called)
+	space     chan struct{}     // closed when a frame leaves a full queue (pushWait)
 	replaying bool              // frames wait in pending until the replay is sent
 	pending   [][]byte          // live frames that arrived during the replay
 	seen      map[string]msgRef // delivered message ids (and what a receipt needs)
 	order     []string          // seen, oldest first (bounded)
 }
 
+// outFrame is a queued frame and the message it carries (for the tracer).
+type outFrame struct {
+	b  []byte
+	id string
+}
+
 // maxSeen bounds the message IDs a connection remembers for dedupe.
 const maxSeen = 4096
 
 func newConn(user, device string, buffer int, kill func(bool)) *conn {
-	return &conn{user: user, device: device, out: make(chan []byte, buffer), kill: kill, replaying: true}
+	return &conn{user: user, device: device, limit: buffer, kill: kill, replaying: true}
 }
 
 // msgRef is what a receipt for a delivered message needs.
@@ -63,22 +78,99 @@ func (c *conn) offer(key string, ref msgRef, frame []byte, st *Stats) bool {
 		return true
 	}
 	c.mu.Unlock()
-	return c.push(frame, st)
+	return c.pushID(frame, key, st)
 }
 
-func (c *conn) push(frame []byte, st *Stats) bool {
+func (c *conn) push(frame []byte, st *Stats) bool { return c.pushID(frame, "", st) }
+
+// pushID queues a frame without waiting; a full queue closes the
+// connection as a slow consumer.
+func (c *conn) pushID(frame []byte, id string, st *Stats) bool {
 	if c.closed.Load() {
 		return false
 	}
-	select {
-	case c.out <- frame:
-		st.MessagesOut.Add(1)
-		return true
-	default:
+	c.mu.Lock()
+	if c.full(len(frame)) {
+		c.mu.Unlock()
 		st.SlowConsumers.Add(1)
 		c.kill(true)
 		return false
 	}
+	start := c.enqueue(outFrame{frame, id})
+	c.mu.Unlock()
+	st.MessagesOut.Add(1)
+	if start && c.wake != nil {
+		c.wake()
+	}
+	return true
+}
+
+// pushWait queues a frame, waiting while the queue is full (the replay:
+// the client reads at its pace).
+func (c *conn) pushWait(ctx context.Context, frame []byte, id string, st *Stats) error {
+	for {
+		c.mu.Lock()
+		if !c.full(len(frame)) {
+			start := c.enqueue(outFrame{frame, id})
+			c.mu.Unlock()
+			st.MessagesOut.Add(1)
+			if start && c.wake != nil {
+				c.wake()
+			}
+			return nil
+		}
+		if c.space == nil {
+			c.space = make(chan struct{})
+		}
+		space := c.space
+		c.mu.Unlock()
+		select {
+		case <-space:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// maxQueueBytes bounds the bytes queued on a connection (besides its
+// frame limit): a frame that would pass it finds the queue full.
+const maxQueueBytes = 1 << 20
+
+// full reports whether a frame of n bytes does not fit (c.mu held).
+func (c *conn) full(n int) bool {
+	return len(c.queue) >= c.limit || len(c.queue) > 0 && c.qbytes+n > maxQueueBytes
+}
+
+// enqueue appends f (c.mu held) and reports whether a writer must start.
+func (c *conn) enqueue(f outFrame) bool {
+	c.queue = append(c.queue, f)
+	c.qbytes += len(f.b)
+	if c.writing {
+		return false
+	}
+	c.writing = true
+	return true
+}
+
+// next takes the oldest queued frame for the writer; when there is none it
+// ends the writer's turn (ok false: the next frame calls wake again).
+func (c *conn) next() (f outFrame, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.queue) == 0 {
+		c.queue = nil // (the backing array goes)
+		c.writing = false
+		return outFrame{}, false
+	}
+	f = c.queue[0]
+	c.qbytes -= len(f.b)
+	c.queue[0] = outFrame{}
+	c.queue = c.queue[1:]
+	if c.space != nil {
+		close(c.space)
+		c.space = nil
+	}
+	return f, true
 }
 
 // hub indexes the node's connections by user.

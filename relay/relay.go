@@ -2,10 +2,13 @@ package relay
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/outpost-edge/outpost/store"
@@ -40,6 +43,14 @@ type Transport interface {
 type Forward struct {
 	Target string    `json:"target"` // the node whose users receive them
 	Msgs   []Message `json:"msgs"`
+	// Stream and Seq order the forwards of one sender's edge to one
+	// target, of which several may be in flight (forwardWindow): Stream
+	// is "<sender's edge>/<its relay's random start id>", Seq counts the
+	// stream's forwards from 1, and the target delivers a forward after
+	// the ones before it (waiting reorderWait at most for a missing one).
+	// Seq 0: no order (a node that does not send them).
+	Stream string `json:"stream,omitempty"`
+	Seq    uint64 `json:"seq,omitempty"`
 }
 
 // MaxForwardBytes bounds the message bodies of one Forward (a single
@@ -59,7 +70,7 @@ const (
 	DefaultRetention  = 7 * 24 * time.Hour
 	DefaultLease      = 30 * time.Second
 	DefaultMaxMessage = 64 << 10
-	DefaultSendBuffer = 256
+	DefaultSendBuffer = 1024
 	DefaultTokenTTL   = time.Hour
 	DefaultMaxConns   = 20000
 )
@@ -79,7 +90,7 @@ type Config struct {
 	Retention  time.Duration // messages older than this expire; 0 = DefaultRetention
 	Lease      time.Duration // presence lease; 0 = DefaultLease
 	MaxMessage int           // body bytes; 0 = DefaultMaxMessage
-	SendBuffer int           // frames queued per connection before it is closed as slow; 0 = DefaultSendBuffer
+	SendBuffer int           // frames queued per connection (and 1 MiB) before it is closed as slow; 0 = DefaultSendBuffer
 	MaxConns   int           // connections per node; 0 = DefaultMaxConns
 	TokenTTL   time.Duration // default relay token lifetime; 0 = DefaultTokenTTL
 	// OnForward observes the time of each forward call (metrics).
@@ -89,13 +100,22 @@ type Config struct {
 
 // Relay is one node's chat relay.
 type Relay struct {
-	cfg   Config
-	log   *slog.Logger
-	hub   *hub
-	Stats Stats
+	cfg    Config
+	log    *slog.Logger
+	tracer atomic.Pointer[Tracer]
+	pcache presenceCache
+
+	hlcMu   sync.Mutex
+	lastHLC int64 // the hlc of the last message stored here (nextHLC)
+	hub     *hub
+	Stats   Stats
 
 	fwMu       sync.Mutex
 	forwarders map[string]*forwarder
+	stream     string // this relay's forward stream name (Forward.Stream)
+
+	ordMu sync.Mutex
+	order map[string]*orderState // the forward streams received, by Stream
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -126,7 +146,10 @@ func New(cfg Config) *Relay {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Relay{cfg: cfg, log: cfg.Logger, hub: newHub(), forwarders: map[string]*forwarder{}, ctx: ctx, cancel: cancel}
+	var nonce [8]byte
+	_, _ = rand.Read(nonce[:])
+	return &Relay{cfg: cfg, log: cfg.Logger, hub: newHub(), forwarders: map[string]*forwarder{},
+		stream: cfg.Self + "/" + hex.EncodeToString(nonce[:]), order: map[string]*orderState{}, ctx: ctx, cancel: cancel}
 }
 
 // Start starts the store watcher, the presence lease renewal and the

@@ -34,6 +34,12 @@ func (r *Relay) dispatch(ctx context.Context, m *Message) []string {
 	if r.cfg.Transport == nil {
 		return nodes
 	}
+	if m.Node != r.cfg.Self {
+		// A retry answered with another edge's row (replicated here):
+		// that edge forwarded it, and an edge forwards only its own
+		// (a forward carrying it would be refused whole).
+		return nodes
+	}
 	for _, n := range nodes {
 		if n == r.cfg.Self {
 			continue // the store watcher delivers here
@@ -61,14 +67,26 @@ func (r *Relay) forwarder(target string) *forwarder {
 	return fw
 }
 
+// forwardWindow is how many forward calls to one target may be in flight:
+// a message queued while a call is out goes in the next call now, not
+// after the answer (the target restores the order: Forward.Seq).
+const forwardWindow = 4
+
 // forwardLoop sends what is queued for one target, in order, as batches:
-// whatever queued up during one call goes in the next.
+// whatever queued up while the window was full goes in the next call.
 func (r *Relay) forwardLoop(fw *forwarder) {
 	defer r.wg.Done()
+	slots := make(chan struct{}, forwardWindow)
+	var seq uint64
 	for {
 		var m *Message
 		select {
 		case m = <-fw.ch:
+		case <-r.ctx.Done():
+			return
+		}
+		select {
+		case slots <- struct{}{}:
 		case <-r.ctx.Done():
 			return
 		}
@@ -83,23 +101,36 @@ func (r *Relay) forwardLoop(fw *forwarder) {
 				break fill
 			}
 		}
-		r.forwardBatch(fw.target, batch)
+		seq++
+		r.wg.Add(1)
+		go func(f Forward) {
+			defer r.wg.Done()
+			defer func() { <-slots }()
+			r.forwardBatch(f)
+		}(Forward{Target: fw.target, Msgs: batch, Stream: r.stream, Seq: seq})
 	}
 }
 
-// forwardBatch sends msgs to target, through a core node when the policy
+// forwardBatch sends f to its target, through a core node when the policy
 // forbids a direct call, retrying a few times with backoff. A message not
 // forwarded is not lost: it is durable here and replicates.
-func (r *Relay) forwardBatch(target string, msgs []Message) {
+func (r *Relay) forwardBatch(f Forward) {
+	target, msgs := f.Target, f.Msgs
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		via, ok := r.cfg.Transport.Route(target)
 		if ok {
+			for i := range msgs {
+				r.trace(StageForwardStart, msgs[i].ID)
+			}
 			t := time.Now()
 			ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
-			_, err := r.cfg.Transport.Forward(ctx, via, Forward{Target: target, Msgs: msgs})
+			_, err := r.cfg.Transport.Forward(ctx, via, f)
 			cancel()
 			if err == nil {
+				for i := range msgs {
+					r.trace(StageForwardDone, msgs[i].ID)
+				}
 				r.Stats.Forwarded.Add(int64(len(msgs)))
 				if r.cfg.OnForward != nil {
 					r.cfg.OnForward(time.Since(t))
@@ -135,6 +166,9 @@ func (r *Relay) HandleForward(ctx context.Context, from string, fromCore bool, f
 		return ForwardReply{}, errorf(http.StatusBadRequest, "bad_forward", "a forward carries 1 to %d messages, got %d", MaxForwardMessages, len(f.Msgs))
 	}
 	for i := range f.Msgs {
+		r.trace(StageForwardIn, f.Msgs[i].ID)
+	}
+	for i := range f.Msgs {
 		m := &f.Msgs[i]
 		if err := r.verify(m); err != nil {
 			r.Stats.Refused.Add(1)
@@ -146,6 +180,8 @@ func (r *Relay) HandleForward(ctx context.Context, from string, fromCore bool, f
 		}
 	}
 	if f.Target == r.cfg.Self {
+		done := r.inOrder(ctx, &f)
+		defer done()
 		n := 0
 		for i := range f.Msgs {
 			n += r.deliver(ctx, &f.Msgs[i])

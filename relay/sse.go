@@ -32,6 +32,13 @@ func (r *Relay) serveSSE(w http.ResponseWriter, req *http.Request, user, device 
 	defer stop()
 	var once sync.Once
 	c := newConn(user, device, r.cfg.SendBuffer, func(bool) { once.Do(cancel) })
+	ready := make(chan struct{}, 1)
+	c.wake = func() {
+		select {
+		case ready <- struct{}{}:
+		default:
+		}
+	}
 	if err := r.open(ctx, c); err != nil {
 		writeErr(w, err)
 		return
@@ -43,7 +50,8 @@ func (r *Relay) serveSSE(w http.ResponseWriter, req *http.Request, user, device 
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	hello, _ := json.Marshal(map[string]any{"type": "hello", "user": user, "device": device, "node": r.cfg.Self, "max_message": r.cfg.MaxMessage})
-	c.out <- hello
+	var uncounted Stats
+	c.push(hello, &uncounted)
 	go func() {
 		if err := r.replay(ctx, c, since); err != nil && ctx.Err() == nil {
 			cancel()
@@ -55,7 +63,22 @@ func (r *Relay) serveSSE(w http.ResponseWriter, req *http.Request, user, device 
 	fl.Flush()
 	for {
 		select {
-		case f := <-c.out:
+		case <-ready:
+		case <-beat.C:
+			if _, err := w.Write([]byte(": beat\n\n")); err != nil {
+				return
+			}
+			fl.Flush()
+			continue
+		case <-ctx.Done():
+			return
+		}
+		for {
+			of, ok := c.next()
+			if !ok {
+				break
+			}
+			f := of.b
 			var head struct {
 				Type string `json:"type"`
 				ID   string `json:"id"`
@@ -74,17 +97,11 @@ func (r *Relay) serveSSE(w http.ResponseWriter, req *http.Request, user, device 
 			}
 			fl.Flush()
 			if head.Type == "msg" {
+				r.trace(StageWritten, head.ID)
 				if err := r.receipt(ctx, c, head.ID, "delivered"); err != nil && ctx.Err() == nil {
 					r.log.Warn("relay: receipt", "err", err)
 				}
 			}
-		case <-beat.C:
-			if _, err := w.Write([]byte(": beat\n\n")); err != nil {
-				return
-			}
-			fl.Flush()
-		case <-ctx.Done():
-			return
 		}
 	}
 }

@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 
 	"github.com/outpost-edge/outpost/internal/testutil"
@@ -62,3 +63,42 @@ func TestRelay_RetryAtAnotherEdgeSameID(t *testing.T) {
 		t.Errorf("MessageID = %q", id)
 	}
 }
+
+// TestRelay_SendBatch: sends committed together keep their order (strictly
+// increasing hlc, also against the next transaction), a retry inside the
+// batch is the first message, and one refused send does not fail the rest.
+func TestRelay_SendBatch(t *testing.T) {
+	ctx := context.Background()
+	r, _ := storeRelay(t, "EDGE01", "43ax")
+	body := json.RawMessage(`{"text":"hi"}`)
+	ins := []SendRequest{
+		{To: "bob", ID: "b-1", Body: body},
+		{To: "bob", ID: "b-2", Body: body},
+		{To: "bob", ID: "b-1", Body: body},                       // a retry
+		{To: "bob", ID: "b-2", Body: json.RawMessage(`"other"`)}, // id reused
+		{To: "bob", ID: "", Body: body},                          // bad id
+		{To: "bob", ID: "b-3", Body: body},
+	}
+	sent, errs := r.SendBatch(ctx, "alice", ins)
+	for i, want := range []string{"", "", "", "id_reused", "bad_id", ""} {
+		var e *Error
+		switch {
+		case want == "" && errs[i] != nil:
+			t.Errorf("send %d: %v", i, errs[i])
+		case want != "" && (!errorsAs(errs[i], &e) || e.Code != want):
+			t.Errorf("send %d: %v, want %s", i, errs[i], want)
+		}
+	}
+	if !sent[2].Duplicate || sent[2].MsgID != sent[0].MsgID || sent[2].HLC != sent[0].HLC {
+		t.Errorf("retry in the batch: %+v, first %+v", sent[2], sent[0])
+	}
+	if !(sent[0].HLC < sent[1].HLC && sent[1].HLC < sent[5].HLC) {
+		t.Errorf("hlc not increasing in send order: %d %d %d", sent[0].HLC, sent[1].HLC, sent[5].HLC)
+	}
+	next, err := r.Send(ctx, "alice", SendRequest{To: "bob", ID: "b-4", Body: body})
+	if err != nil || next.HLC <= sent[5].HLC {
+		t.Errorf("next transaction: %+v, %v (last of the batch %d)", next, err, sent[5].HLC)
+	}
+}
+
+func errorsAs(err error, e **Error) bool { return errors.As(err, e) }

@@ -10,19 +10,14 @@ const watchPage = 1000
 
 // watch pushes the messages and receipts that arrive in the store (written
 // here or replicated from elsewhere) to this node's connections. It wakes
-// on the store's Changed notification: no polling.
+// on the store's Changed notification: no polling. A wake costs one query
+// (sqlVersions) when nothing of the relay's changed, which is most of them:
+// every commit of the node (replication of any table) wakes it.
 func (r *Relay) watch(lastMsg, lastRcpt int64) {
 	defer r.wg.Done()
 	for {
 		changed := r.cfg.DB.Changed()
-		// One look at the highest rowids per wake: most commits touch
-		// neither table, and then nothing else is read. A row that lands
-		// after this look also lands after changed was taken, so the next
-		// wake gets it.
-		mx, mr, err := r.maxRowids(r.ctx)
-		top := &rowids{msgs: mx, rcpts: mr, ok: err == nil}
-		lastMsg = r.watchMessages(lastMsg, top)
-		lastRcpt = r.watchReceipts(lastRcpt, top)
+		lastMsg, lastRcpt = r.watchOnce(lastMsg, lastRcpt)
 		select {
 		case <-changed:
 		case <-r.ctx.Done():
@@ -31,43 +26,39 @@ func (r *Relay) watch(lastMsg, lastRcpt int64) {
 	}
 }
 
-// rowids are the highest rowids of the messages and receipts tables, read
-// once per wake of the watcher (ok: the read succeeded).
-type rowids struct {
-	msgs, rcpts int64
-	ok          bool
-}
-
-// msgsUpTo returns the highest message rowid for the check whether
-// rowids were reused below last (retention emptied the table): the one of
-// this wake, unless rows read since went past it, then a fresh one.
-func (t *rowids) msgsUpTo(r *Relay, last int64) (int64, bool) {
-	if t.ok && last <= t.msgs {
-		return t.msgs, true
+func (r *Relay) watchOnce(lastMsg, lastRcpt int64) (int64, int64) {
+	mx, rmx, pv, err := r.versions(r.ctx)
+	if err != nil {
+		if r.ctx.Err() == nil {
+			r.log.Warn("relay: watch", "err", err)
+		}
+		return lastMsg, lastRcpt
 	}
-	mx, _, err := r.maxRowids(r.ctx)
-	return mx, err == nil
-}
-
-// rcptsUpTo is msgsUpTo for receipts.
-func (t *rowids) rcptsUpTo(r *Relay, last int64) (int64, bool) {
-	if t.ok && last <= t.rcpts {
-		return t.rcpts, true
-	}
-	_, mr, err := r.maxRowids(r.ctx)
-	return mr, err == nil
-}
-
-func (r *Relay) watchMessages(last int64, top *rowids) int64 {
-	if top.ok && top.msgs == last {
-		return last // nothing new (and no rowid reuse below last)
-	}
-	// Nobody to push to: skip what arrived. The highest rowid is read
+	r.pcache.observe(pv)
+	// Nobody to push to: skip what arrived. The highest rowids are read
 	// before the hub is asked: a connection registered after that asks
-	// the store for its replay later, so it gets every row up to it.
-	if top.ok && top.msgs >= last && r.hub.count() == 0 {
-		return top.msgs
+	// the store for its replay later, so it gets every row up to them.
+	if r.hub.count() == 0 {
+		return max(mx, lastMsg), max(rmx, lastRcpt)
 	}
+	// Retention may have emptied a table and SQLite reuses rowids from 1
+	// then: start over below the highest one.
+	if mx < lastMsg {
+		lastMsg = 0
+	}
+	if rmx < lastRcpt {
+		lastRcpt = 0
+	}
+	if mx > lastMsg {
+		lastMsg = r.watchMessages(lastMsg)
+	}
+	if rmx > lastRcpt {
+		lastRcpt = r.watchReceipts(lastRcpt)
+	}
+	return lastMsg, lastRcpt
+}
+
+func (r *Relay) watchMessages(last int64) int64 {
 	for {
 		rows, err := r.query(r.ctx, `SELECT rowid, `+msgCols+` FROM outpost_relay_messages WHERE rowid > ? ORDER BY rowid LIMIT ?`, last, watchPage)
 		if err != nil {
@@ -76,17 +67,10 @@ func (r *Relay) watchMessages(last int64, top *rowids) int64 {
 			}
 			return last
 		}
-		if len(rows) == 0 {
-			// Retention may have emptied the table and SQLite reuses
-			// rowids from 1 then: start over below the highest one.
-			if mx, ok := top.msgsUpTo(r, last); ok && mx < last {
-				return 0
-			}
-			return last
-		}
 		for _, row := range rows {
 			last = asInt(row[0])
 			m := scanMsg(row, 1)
+			r.trace(StageWatchSeen, m.ID)
 			r.deliver(r.ctx, m)
 			// A message written here has no receipt yet when it is
 			// new here: only another node's may have been overtaken.
@@ -100,10 +84,7 @@ func (r *Relay) watchMessages(last int64, top *rowids) int64 {
 	}
 }
 
-func (r *Relay) watchReceipts(last int64, top *rowids) int64 {
-	if top.ok && top.rcpts == last {
-		return last // nothing new (and no rowid reuse below last)
-	}
+func (r *Relay) watchReceipts(last int64) int64 {
 	for {
 		rows, err := r.query(r.ctx, sqlWatchReceipts, last, watchPage)
 		if err != nil {
@@ -117,11 +98,6 @@ func (r *Relay) watchReceipts(last int64, top *rowids) int64 {
 			r.deliverReceipt(scanReceipt(row, 1))
 		}
 		if len(rows) < watchPage {
-			if len(rows) == 0 {
-				if mr, ok := top.rcptsUpTo(r, last); ok && mr < last {
-					return 0
-				}
-			}
 			return last
 		}
 	}

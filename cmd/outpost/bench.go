@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -37,6 +38,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	idle := fs.Duration("idle", 10*time.Second, "processes suite: how long the idle fleet is measured (0 = skip)")
 	conns := fs.Int("conns", 10000, "relay suite: idle WebSocket connections opened on one edge (0 = skip)")
 	only := fs.String("only", "", "api suite: run only these scenarios, comma-separated, of write1, write16, tx100, read1, read16 (the fsync reference always runs; reads need a write scenario); empty = all")
+	rates := fs.String("rates", "100,1000,5000", "relay suite: message rates per second (100 runs same farm and other farm, the others other farm)")
+	cpuProfile := fs.String("cpuprofile", "", "relay suite: write a CPU profile of the whole run (the in-process fleet) to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -96,6 +99,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *suite == "limiter" { // in-process simulation of the global rate limiter (bench/limiter.go)
 		return bench.LimiterSuite(ctx, bench.DefaultLimiterOptions, stdout, stderr, *asJSON)
 	}
+	if *suite == "relay-clients" { // the relay suite's child process (bench/relay_clients.go)
+		return bench.RelayClients(ctx, *apiURL, *conns, os.Stdin, stdout)
+	}
 	if *suite == "relay" { // the chat relay on the demo fleet (bench/relay.go)
 		dir := *dataDir
 		if dir == "" {
@@ -108,6 +114,27 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		o := bench.DefaultRelayOptions
 		o.Duration, o.Conns = *duration, *conns
+		o.Rates = nil
+		for _, f := range strings.Split(*rates, ",") {
+			r, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || r <= 0 {
+				return fmt.Errorf("--rates: %q is not a positive number", f)
+			}
+			o.Rates = append(o.Rates, r)
+		}
+		if *cpuProfile != "" {
+			f, err := os.Create(*cpuProfile)
+			if err != nil {
+				return err
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
+		if self, err := os.Executable(); err == nil {
+			o.Binary = self // the idle connections' clients in a child process
+		}
 		return bench.RelaySuite(ctx, dir, o, stdout, stderr, *asJSON)
 	}
 	if *suite == "replication" {
