@@ -375,6 +375,7 @@ func TestFleet_BeaconParquetExport(t *testing.T) {
 			c.Beacons.PullWait = time.Second
 			if m.Name == "MASTER01" {
 				c.Beacons.ExportDir, c.Beacons.ExportInterval = out, 200*time.Millisecond
+				c.Beacons.ExportLateness = 200 * time.Millisecond
 			}
 		},
 	})
@@ -387,7 +388,9 @@ func TestFleet_BeaconParquetExport(t *testing.T) {
 			postBatch(t, f.Node(e), "x", 50)
 		}
 	}
-	waitFor(t, 20*time.Second, "every beacon exported once", func() bool {
+	// A file holds one closed window (a minute of receive time): it is
+	// written once the minute the beacons arrived in has ended.
+	waitFor(t, time.Until(time.Now().Truncate(time.Minute).Add(time.Minute))+30*time.Second, "every beacon exported once", func() bool {
 		files, _ := filepath.Glob(filepath.Join(out, "*.parquet"))
 		seen := map[string]int{}
 		for _, file := range files {
