@@ -129,16 +129,6 @@ func scanMsg(row []any, off int) *Message {
 	}
 }
 
-// store makes the message durable (or finds the one a retry already
-// stored) and returns it.
-func (r *Relay) store(ctx context.Context, from string, in *SendRequest) (*Message, bool, error) {
-	ms, dups, errs, err := r.storeBatch(ctx, from, []*SendRequest{in})
-	if err != nil {
-		return nil, false, err
-	}
-	return ms[0], dups[0], errs[0]
-}
-
 // storeBatch makes the messages of one sender durable in one transaction,
 // in their order (a client that sends faster than a commit gets its sends
 // committed together, not one commit each). Each message's hlc is the
