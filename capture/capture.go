@@ -76,9 +76,19 @@ const FloorTable = Prefix + "clfloor"
 // FloorDDL creates FloorTable.
 const FloorDDL = `CREATE TABLE IF NOT EXISTS ` + FloorTable + ` (tbl TEXT PRIMARY KEY NOT NULL, floor INTEGER NOT NULL) WITHOUT ROWID`
 
-// floorExpr is the causal length of a new row of table: its floor + 1.
+// SharedFloorTable is the replicated table of every node's floors (tbl,
+// node, floor): a node that bootstraps from a snapshot has neither the
+// collected tombstones nor a floor of its own, and learns the others'
+// floors with the rest of the state. Values from 2^32 on are ignored (a
+// hostile floor could otherwise push new rows past the causal-length
+// bound peers accept).
+const SharedFloorTable = Prefix + "floors"
+
+// floorExpr is the causal length of a new row of table: the highest floor
+// this node or any node it heard of collected, + 1.
 func floorExpr(table string) string {
-	return fmt.Sprintf("coalesce((SELECT floor FROM %s WHERE tbl = %s), 0) + 1", FloorTable, Literal(table))
+	return fmt.Sprintf("max(coalesce((SELECT floor FROM %s WHERE tbl = %s), 0), coalesce((SELECT max(floor) FROM %s WHERE tbl = %s AND floor < 4294967296), 0)) + 1",
+		FloorTable, Literal(table), SharedFloorTable, Literal(table))
 }
 
 func triggerName(kind, table string) string { return Prefix + kind + "__" + table }

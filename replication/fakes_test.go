@@ -398,6 +398,7 @@ func (f *fakeStore) CollectLog(context.Context, store.Knowledge) (int64, error) 
 func (f *fakeStore) KnowledgePoints(context.Context) (map[string]store.Point, error) {
 	return map[string]store.Point{}, nil
 }
+func (f *fakeStore) PublishFloors(context.Context) error { return nil }
 func (f *fakeStore) CollectTombstones(context.Context, map[string]store.Point) (store.TombstoneResult, error) {
 	return store.TombstoneResult{}, nil
 }

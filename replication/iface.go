@@ -38,6 +38,7 @@ type Store interface {
 	// Tombstone collection (tombstones.go, store.CollectTombstones).
 	KnowledgePoints(ctx context.Context) (map[string]store.Point, error)
 	CollectTombstones(ctx context.Context, cut map[string]store.Point) (store.TombstoneResult, error)
+	PublishFloors(ctx context.Context) error
 	// CursorFingerprint is the fingerprint kept with a cursor (zero if
 	// unknown); MatchFingerprint compares one a puller reports with this
 	// database (see store.Fingerprint).

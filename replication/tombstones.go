@@ -521,6 +521,13 @@ func (r *Replicator) usePending(ctx context.Context, known map[string]store.Poin
 	if res.Collected > 0 {
 		r.log.Debug("sync: collected tombstones", "collected", res.Collected, "remaining", res.Remaining)
 	}
+	if res.Collected > 0 || first {
+		// After a crash between the collection and this, the next
+		// start publishes them.
+		if err := r.cfg.Store.PublishFloors(ctx); err != nil {
+			return err
+		}
+	}
 	if len(res.HeldTables) > 0 {
 		r.log.Debug("sync: tombstones of tables with held changes kept", "tables", res.HeldTables)
 	}

@@ -32,6 +32,12 @@ CREATE TABLE outpost_limit_blocks (
 	key   TEXT PRIMARY KEY NOT NULL,
 	until INTEGER NOT NULL DEFAULT 0,
 	node  TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE outpost_floors (
+	tbl   TEXT NOT NULL,
+	node  TEXT NOT NULL,
+	floor INTEGER NOT NULL DEFAULT 0,
+	PRIMARY KEY (tbl, node)
 );`
 
 type meta struct {

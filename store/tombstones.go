@@ -174,6 +174,48 @@ func (s *Store) mergeSearch(tx *Tx, table string) error {
 	return nil
 }
 
+// PublishFloors writes this node's table floors that its row of the
+// replicated capture.SharedFloorTable does not show yet (a local write,
+// replicated like any other), so a node that bootstraps from a snapshot
+// learns them; it writes nothing when they are all there.
+func (s *Store) PublishFloors(ctx context.Context) error {
+	q := `SELECT l.tbl, l.floor FROM ` + capture.FloorTable + ` l LEFT JOIN ` + capture.SharedFloorTable + ` r ON r.tbl = l.tbl AND r.node = ? WHERE r.floor IS NULL OR r.floor < l.floor`
+	rows, err := s.rdb.QueryContext(ctx, q, s.opts.Identity.Name)
+	if err != nil {
+		return fmt.Errorf("publish floors: %w", err)
+	}
+	type floor struct {
+		tbl string
+		f   int64
+	}
+	var todo []floor
+	for rows.Next() {
+		var f floor
+		if err := rows.Scan(&f.tbl, &f.f); err != nil {
+			rows.Close()
+			return fmt.Errorf("publish floors: %w", err)
+		}
+		todo = append(todo, f)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(todo) == 0 {
+		return err
+	}
+	_, err = s.Write(ctx, func(tx *Tx) error {
+		for _, f := range todo {
+			if _, err := tx.ExecInternal(`INSERT INTO `+capture.SharedFloorTable+` (tbl, node, floor) VALUES (?, ?, ?) ON CONFLICT (tbl, node) DO UPDATE SET floor = max(floor, excluded.floor)`,
+				f.tbl, s.opts.Identity.Name, f.f); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("publish floors: %w", err)
+	}
+	return nil
+}
+
 // TombstonesCollected counts the tombstones collected since Open.
 func (s *Store) TombstonesCollected() int64 { return s.collected.Load() }
 

@@ -284,3 +284,48 @@ func BenchmarkStore_CollectTombstones(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// TestStore_FloorsTravelWithTheState: a node that bootstraps from a
+// snapshot after a collection has neither the tombstone nor a floor of its
+// own; it learns the collector's floor from the replicated floors, so its
+// insert of the collected key still outranks a node that keeps the
+// tombstone.
+func TestStore_FloorsTravelWithTheState(t *testing.T) {
+	ctx := context.Background()
+	ring := keyring("EDGE01", "MASTER01", "EDGE02")
+	open := func(name, code string) *store.Store {
+		return testutil.OpenStore(t, "", store.Options{Identity: testutil.Identity(name, code), Keys: testKeys{name, ring}})
+	}
+	a, m, n := open("EDGE01", "43ax"), open("MASTER01", "44bx"), open("EDGE02", "45cx")
+	execV(t, a, `INSERT INTO pages (id, title) VALUES ('k', 'one')`)
+	execV(t, a, `DELETE FROM pages WHERE id = 'k'`)
+	pullEntries(t, a, m, store.EntryFilter{}) // m keeps the tombstone
+	if r := collectTombstones(t, a, cutOf(t, a)); r.Collected != 1 {
+		t.Fatalf("collect: %+v", r)
+	}
+	if err := a.PublishFloors(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.PublishFloors(ctx); err != nil { // nothing new: no write
+		t.Fatal(err)
+	}
+	// n bootstraps from a's state (as a snapshot does: every clock row).
+	groups, through, err := a.ChangesSinceFilter(ctx, 0, store.ChangeFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Apply(ctx, "EDGE01", "snapshot", "", groups, through); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(t, n, `SELECT count(*) FROM outpost_floors WHERE tbl = 'pages' AND node = 'EDGE01' AND floor = 2`); got != 1 {
+		t.Fatalf("n did not get a's floor: %v", query(t, n, `SELECT * FROM outpost_floors`))
+	}
+	execV(t, n, `INSERT INTO pages (id, title) VALUES ('k', 'from n')`)
+	if got, want := sentinelCL(t, n, "k"), int64(3); got != want {
+		t.Fatalf("n's insert took cl %d, want %d", got, want)
+	}
+	pullEntries(t, n, m, store.EntryFilter{})
+	if got := query(t, m, `SELECT title FROM pages WHERE id = 'k'`); len(got) != 1 || got[0][0] != "from n" {
+		t.Fatalf("m after n's insert: %v", got)
+	}
+}
