@@ -410,3 +410,58 @@ func TestFleet_BeaconParquetExport(t *testing.T) {
 		return len(seen) == 300
 	})
 }
+
+// TestFleet_BeaconAggregatorAway: NODE01 is down while the edges take in
+// beacons. The edges keep them (one aggregator's ack is not enough to
+// delete), NODE01 catches up after its restart, both aggregators count
+// every beacon once with equal rollups, the cross-check agrees and the
+// edges end empty.
+func TestFleet_BeaconAggregatorAway(t *testing.T) {
+	f := startBeaconFleet(t)
+	edges := []string{"EDGE01", "EDGE02", "EDGE03", "EDGE04"}
+	for _, e := range edges {
+		postBatch(t, f.Node(e), "before", 20)
+	}
+	if _, err := f.Restart(context.Background(), "NODE01", func(*node.Config) {
+		for _, e := range edges {
+			for range 3 {
+				postBatch(t, f.Node(e), "away", 30)
+			}
+		}
+		waitFor(t, 20*time.Second, "MASTER01 counts what came while NODE01 is away", func() bool {
+			n, _ := rollupTotal(t, f.Node("MASTER01"), "events")
+			return n == 4*(20+90)
+		})
+		for _, e := range edges {
+			if s := f.Node(e).BeaconLog.Stats(); s.Floor > 20 {
+				t.Fatalf("%s deleted beacons NODE01 has not acknowledged: %+v", e, s)
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	const want = 4 * (20 + 90)
+	waitFor(t, 30*time.Second, "NODE01 catches up", func() bool {
+		n, _ := rollupTotal(t, f.Node("NODE01"), "events")
+		return n == want
+	})
+	for _, rollup := range []string{"events", "pages"} {
+		m, bym := rollupTotal(t, f.Node("MASTER01"), rollup)
+		n, byn := rollupTotal(t, f.Node("NODE01"), rollup)
+		if m != want || n != want || bym["away"] != byn["away"] || bym["away"] != 360 {
+			t.Fatalf("%s: MASTER01 %d %v, NODE01 %d %v", rollup, m, bym, n, byn)
+		}
+	}
+	for _, e := range edges {
+		waitFor(t, 20*time.Second, e+" deletes what both acknowledged", func() bool {
+			s := f.Node(e).BeaconLog.Stats()
+			return s.StoredBeacons == 0 && s.LastSeq == 110
+		})
+	}
+	for _, a := range []string{"MASTER01", "NODE01"} {
+		waitFor(t, 20*time.Second, a+"'s cross-check to agree", func() bool {
+			rep := f.Node(a).Beacons.Check(context.Background())
+			return rep.Open == 0 && len(rep.Peers) == 1 && rep.Peers[0].OK
+		})
+	}
+}
