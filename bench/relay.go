@@ -275,41 +275,11 @@ func relayConns(ctx context.Context, e *node.Node, n int) ([]RelayResult, error)
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
-	clients := make([]*benchClient, n)
-	var (
-		mu  sync.Mutex
-		lat []time.Duration
-	)
-	sem := make(chan struct{}, 64)
-	var wg sync.WaitGroup
-	var firstErr atomic.Value
-	for i := range n {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			c, err := dialBench(ctx, e, fmt.Sprintf("idle-%d", i))
-			if err != nil {
-				firstErr.CompareAndSwap(nil, err)
-				return
-			}
-			c.hook = func(f map[string]any) {
-				if body, ok := f["body"].(map[string]any); ok {
-					if t0, ok := body["t"].(float64); ok {
-						mu.Lock()
-						lat = append(lat, time.Since(time.Unix(0, int64(t0))))
-						mu.Unlock()
-					}
-				}
-			}
-			clients[i] = c
-		}()
+	ic, err := openIdleClients(ctx, n, func(ctx context.Context, user string) (*benchClient, error) { return dialBench(ctx, e, user) })
+	if err != nil {
+		return nil, err
 	}
-	wg.Wait()
-	if err, _ := firstErr.Load().(error); err != nil {
-		return nil, fmt.Errorf("open %d connections: %w", n, err)
-	}
+	defer ic.close()
 	runtime.GC()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
@@ -317,7 +287,7 @@ func relayConns(ctx context.Context, e *node.Node, n int) ([]RelayResult, error)
 	mem := RelayResult{Scenario: fmt.Sprintf("%d idle WebSocket connections on %s", n, e.Identity.Name), Sent: n, Acked: n, Received: e.Relay.Connections(),
 		Note: fmt.Sprintf("%.1f KiB per connection, server and client ends together (one process: heap + stacks)", float64(used)/1024/float64(n))}
 	// Everyone joins one room.
-	_, err := e.Store.Write(ctx, func(tx *store.Tx) error {
+	_, err = e.Store.Write(ctx, func(tx *store.Tx) error {
 		for i := range n {
 			if _, err := tx.ExecInternal(`INSERT INTO outpost_relay_members (room, user) VALUES ('all', ?) ON CONFLICT DO NOTHING`, fmt.Sprintf("idle-%d", i)); err != nil {
 				return err
@@ -330,32 +300,14 @@ func relayConns(ctx context.Context, e *node.Node, n int) ([]RelayResult, error)
 	}
 	const rounds = 5
 	for r := range rounds {
-		if err := clients[0].write(ctx, map[string]any{"type": "send", "room": "all", "id": fmt.Sprintf("fan-%d", r), "body": map[string]any{"t": time.Now().UnixNano()}}); err != nil {
+		if err := ic.clients[0].write(ctx, map[string]any{"type": "send", "room": "all", "id": fmt.Sprintf("fan-%d", r), "body": map[string]any{"t": time.Now().UnixNano()}}); err != nil {
 			return nil, err
 		}
-		deadline := time.Now().Add(60 * time.Second)
-		for time.Now().Before(deadline) {
-			mu.Lock()
-			k := len(lat)
-			mu.Unlock()
-			if k >= (r+1)*n {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		ic.wait(r + 1)
 	}
-	fan := RelayResult{Scenario: fmt.Sprintf("room message fan-out to %d connections on %s", n, e.Identity.Name), Sent: rounds * n, Acked: rounds * n}
-	lost, dups := 0, 0
-	for _, c := range clients {
-		u, d := c.counts()
-		lost += rounds - u
-		dups += d
-		c.ws.CloseNow()
-	}
-	mu.Lock()
-	fan.Received, fan.Lost, fan.Duplicated = len(lat), max(0, lost), dups
-	fan.P50, fan.P99 = quantile(lat, 0.5), quantile(lat, 0.99)
-	mu.Unlock()
+	rep := ic.report(rounds)
+	fan := RelayResult{Scenario: fmt.Sprintf("room message fan-out to %d connections on %s", n, e.Identity.Name), Sent: rounds * n, Acked: rounds * n,
+		Received: rep.Received, Lost: rep.Lost, Duplicated: rep.Duplicated, P50: rep.P50, P99: rep.P99}
 	fan.Note = fmt.Sprintf("%d room messages; latency from send to each client", rounds)
 	return []RelayResult{mem, fan}, nil
 }

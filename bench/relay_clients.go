@@ -36,11 +36,37 @@ type fanReport struct {
 // most) until every client got K room messages and prints a fanReport as
 // JSON. It stops when stdin closes.
 func RelayClients(ctx context.Context, api string, n int, stdin io.Reader, stdout io.Writer) error {
-	var (
-		mu  sync.Mutex
-		lat []time.Duration
-	)
-	clients := make([]*benchClient, n)
+	ic, err := openIdleClients(ctx, n, func(ctx context.Context, user string) (*benchClient, error) { return dialBenchURL(ctx, api, user) })
+	if err != nil {
+		return err
+	}
+	defer ic.close()
+	fmt.Fprintln(stdout, "ready")
+	sc := bufio.NewScanner(stdin)
+	for sc.Scan() {
+		var rounds int
+		if _, err := fmt.Sscanf(sc.Text(), "rounds %d", &rounds); err != nil {
+			continue
+		}
+		ic.wait(rounds)
+		b, _ := json.Marshal(ic.report(rounds))
+		fmt.Fprintln(stdout, string(b))
+	}
+	return nil
+}
+
+// idleClients are the room members of the connections scenario: each
+// records the latency of every room message it gets (the send time is in
+// the body).
+type idleClients struct {
+	clients []*benchClient
+	mu      sync.Mutex
+	lat     []time.Duration
+}
+
+// openIdleClients dials n clients (users idle-0..idle-n-1), 64 at a time.
+func openIdleClients(ctx context.Context, n int, dial func(ctx context.Context, user string) (*benchClient, error)) (*idleClients, error) {
+	ic := &idleClients{clients: make([]*benchClient, n)}
 	sem := make(chan struct{}, 64)
 	var wg sync.WaitGroup
 	var firstErr atomic.Value
@@ -50,7 +76,7 @@ func RelayClients(ctx context.Context, api string, n int, stdin io.Reader, stdou
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			c, err := dialBenchURL(ctx, api, fmt.Sprintf("idle-%d", i))
+			c, err := dial(ctx, fmt.Sprintf("idle-%d", i))
 			if err != nil {
 				firstErr.CompareAndSwap(nil, err)
 				return
@@ -58,55 +84,58 @@ func RelayClients(ctx context.Context, api string, n int, stdin io.Reader, stdou
 			c.hook = func(f map[string]any) {
 				if body, ok := f["body"].(map[string]any); ok {
 					if t0, ok := body["t"].(float64); ok {
-						mu.Lock()
-						lat = append(lat, time.Since(time.Unix(0, int64(t0))))
-						mu.Unlock()
+						ic.mu.Lock()
+						ic.lat = append(ic.lat, time.Since(time.Unix(0, int64(t0))))
+						ic.mu.Unlock()
 					}
 				}
 			}
-			clients[i] = c
+			ic.clients[i] = c
 		}()
 	}
 	wg.Wait()
 	if err, _ := firstErr.Load().(error); err != nil {
-		return fmt.Errorf("open %d connections: %w", n, err)
+		ic.close()
+		return nil, fmt.Errorf("open %d connections: %w", n, err)
 	}
-	defer func() {
-		for _, c := range clients {
+	return ic, nil
+}
+
+// wait waits (60 s at most) until every client got rounds room messages.
+func (ic *idleClients) wait(rounds int) {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		ic.mu.Lock()
+		k := len(ic.lat)
+		ic.mu.Unlock()
+		if k >= rounds*len(ic.clients) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// report counts what the clients got of rounds room messages each.
+func (ic *idleClients) report(rounds int) fanReport {
+	var rep fanReport
+	for _, c := range ic.clients {
+		u, d := c.counts()
+		rep.Lost += max(0, rounds-u)
+		rep.Duplicated += d
+	}
+	ic.mu.Lock()
+	rep.Received = len(ic.lat)
+	rep.P50, rep.P99 = quantile(ic.lat, 0.5), quantile(ic.lat, 0.99)
+	ic.mu.Unlock()
+	return rep
+}
+
+func (ic *idleClients) close() {
+	for _, c := range ic.clients {
+		if c != nil {
 			c.ws.CloseNow()
 		}
-	}()
-	fmt.Fprintln(stdout, "ready")
-	sc := bufio.NewScanner(stdin)
-	for sc.Scan() {
-		var rounds int
-		if _, err := fmt.Sscanf(sc.Text(), "rounds %d", &rounds); err != nil {
-			continue
-		}
-		deadline := time.Now().Add(60 * time.Second)
-		for time.Now().Before(deadline) {
-			mu.Lock()
-			k := len(lat)
-			mu.Unlock()
-			if k >= rounds*n {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		var rep fanReport
-		for _, c := range clients {
-			u, d := c.counts()
-			rep.Lost += max(0, rounds-u)
-			rep.Duplicated += d
-		}
-		mu.Lock()
-		rep.Received = len(lat)
-		rep.P50, rep.P99 = quantile(lat, 0.5), quantile(lat, 0.99)
-		mu.Unlock()
-		b, _ := json.Marshal(rep)
-		fmt.Fprintln(stdout, string(b))
 	}
-	return nil
 }
 
 // relayConnsChild is relayConns with the clients in a child process (the

@@ -1,13 +1,10 @@
 package e2e_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -26,44 +23,13 @@ func TestBeacons_KillAggregatorAndEdge(t *testing.T) {
 	}
 	bin := outpostBinary(t)
 	dir := t.TempDir()
-	schemaFile := filepath.Join(dir, "schema.sql")
-	if err := os.WriteFile(schemaFile, []byte("CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL);\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	trustFile := filepath.Join(dir, "fleet.trust")
 	nodes := []*syncNode{
 		{name: "MASTER01", role: "master", location: "FRA", code: "01ma"},
 		{name: "NODE01", role: "node", location: "AMS", code: "02no"},
 		{name: "EDGE01", role: "edge", farm: "lhr", location: "LHR", code: "43ax"},
 		{name: "EDGE02", role: "edge", farm: "lhr", location: "LHR", code: "44bx"},
 	}
-	byName := map[string]*syncNode{}
-	taken := map[string]bool{}
-	pickAddr := func() string {
-		for {
-			if a := freeAddr(t); !taken[a] {
-				taken[a] = true
-				return a
-			}
-		}
-	}
-	var trust bytes.Buffer
-	for _, n := range nodes {
-		byName[n.name] = n
-		n.dir = filepath.Join(dir, n.name)
-		n.apiAddr, n.peer = pickAddr(), pickAddr()
-		n.url = "http://" + n.apiAddr
-		n.log = &syncBuffer{}
-		args := []string{"keygen", "--data", n.dir, "--name", n.name, "--role", n.role, "--location", n.location, "--code", n.code}
-		if n.farm != "" {
-			args = append(args, "--farm", n.farm)
-		}
-		runOutpost(t, bin, args...)
-		trust.WriteString(strings.TrimSpace(runOutpost(t, bin, "id", "--data", n.dir, "--peer-addr", n.peer)) + "\n")
-	}
-	if err := os.WriteFile(trustFile, trust.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	byName, schemaFile, trustFile := layoutSyncFleet(t, bin, dir, "CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL);\n", nodes)
 	defer func() {
 		if t.Failed() {
 			for _, n := range nodes {

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -48,44 +46,13 @@ func TestRelay_KillEdges(t *testing.T) {
 	}
 	bin := outpostBinary(t)
 	dir := t.TempDir()
-	schemaFile := filepath.Join(dir, "schema.sql")
-	if err := os.WriteFile(schemaFile, []byte("CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL);\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	trustFile := filepath.Join(dir, "fleet.trust")
 	nodes := []*syncNode{
 		{name: "MASTER01", role: "master", location: "FRA", code: "01ma"},
 		{name: "EDGE01", role: "edge", farm: "lhr", location: "LHR", code: "43ax"},
 		{name: "EDGE02", role: "edge", farm: "lhr", location: "LHR", code: "44bx"},
 		{name: "EDGE03", role: "edge", farm: "cdg", location: "CDG", code: "51cy"},
 	}
-	byName := map[string]*syncNode{}
-	taken := map[string]bool{}
-	pickAddr := func() string {
-		for {
-			if a := freeAddr(t); !taken[a] {
-				taken[a] = true
-				return a
-			}
-		}
-	}
-	var trust bytes.Buffer
-	for _, n := range nodes {
-		byName[n.name] = n
-		n.dir = filepath.Join(dir, n.name)
-		n.apiAddr, n.peer = pickAddr(), pickAddr()
-		n.url = "http://" + n.apiAddr
-		n.log = &syncBuffer{}
-		args := []string{"keygen", "--data", n.dir, "--name", n.name, "--role", n.role, "--location", n.location, "--code", n.code}
-		if n.farm != "" {
-			args = append(args, "--farm", n.farm)
-		}
-		runOutpost(t, bin, args...)
-		trust.WriteString(strings.TrimSpace(runOutpost(t, bin, "id", "--data", n.dir, "--peer-addr", n.peer)) + "\n")
-	}
-	if err := os.WriteFile(trustFile, trust.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	byName, schemaFile, trustFile := layoutSyncFleet(t, bin, dir, "CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL);\n", nodes)
 	defer func() {
 		if t.Failed() {
 			for _, n := range nodes {

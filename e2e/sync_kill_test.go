@@ -114,50 +114,13 @@ func TestSync_KillDuringSync(t *testing.T) {
 	built := time.Since(began)
 	dir := t.TempDir()
 
-	schemaFile := filepath.Join(dir, "schema.sql")
-	if err := os.WriteFile(schemaFile, []byte(syncSchema), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	trustFile := filepath.Join(dir, "fleet.trust")
-
 	nodes := []*syncNode{
 		{name: "MASTER01", role: "master", location: "FRA", code: "01ma"},
 		{name: "NODE01", role: "node", location: "AMS", code: "02no"},
 		{name: "EDGE01", role: "edge", farm: "lhr", location: "LHR", code: "43ax"},
 		{name: "EDGE02", role: "edge", farm: "lhr", location: "LHR", code: "44bx"},
 	}
-	byName := map[string]*syncNode{}
-	taken := map[string]bool{} // no two listeners of the fleet on one port
-	pickAddr := func() string {
-		for {
-			if a := freeAddr(t); !taken[a] {
-				taken[a] = true
-				return a
-			}
-		}
-	}
-	var trust bytes.Buffer
-	trust.WriteString("# fleet.trust for TestSync_KillDuringSync\n")
-	for _, n := range nodes {
-		byName[n.name] = n
-		n.dir = filepath.Join(dir, n.name)
-		n.apiAddr, n.peer = pickAddr(), pickAddr()
-		n.url = "http://" + n.apiAddr
-		n.log = &syncBuffer{}
-		args := []string{"keygen", "--data", n.dir, "--name", n.name, "--role", n.role, "--location", n.location, "--code", n.code}
-		if n.farm != "" {
-			args = append(args, "--farm", n.farm)
-		}
-		runOutpost(t, bin, args...)
-		line := strings.TrimSpace(runOutpost(t, bin, "id", "--data", n.dir, "--peer-addr", n.peer))
-		if !strings.HasPrefix(line, "name="+n.name+" ") || !strings.Contains(line, "addr="+n.peer) {
-			t.Fatalf("outpost id for %s printed %q", n.name, line)
-		}
-		trust.WriteString(line + "\n")
-	}
-	if err := os.WriteFile(trustFile, trust.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	byName, schemaFile, trustFile := layoutSyncFleet(t, bin, dir, syncSchema, nodes)
 
 	// On failure: every node's status and the tail of its log. A deferred
 	// call (not t.Cleanup) so it runs before the processes are killed, on
@@ -419,6 +382,53 @@ func allSame(results [][][]any) bool {
 func syncCanon(rows [][]any) string {
 	b, _ := json.Marshal(rows)
 	return string(b)
+}
+
+// layoutSyncFleet lays out a fleet of `outpost serve` processes in dir: a
+// schema file with schema, for every node a data directory with its
+// identity (keygen) and two free addresses (API, peer; no two listeners on
+// one port), and the trust list of all of them. It returns the nodes by
+// name and the two files; start them with startSyncNode.
+func layoutSyncFleet(t *testing.T, bin, dir, schema string, nodes []*syncNode) (byName map[string]*syncNode, schemaFile, trustFile string) {
+	t.Helper()
+	schemaFile = filepath.Join(dir, "schema.sql")
+	if err := os.WriteFile(schemaFile, []byte(schema), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	trustFile = filepath.Join(dir, "fleet.trust")
+	byName = map[string]*syncNode{}
+	taken := map[string]bool{}
+	pickAddr := func() string {
+		for {
+			if a := freeAddr(t); !taken[a] {
+				taken[a] = true
+				return a
+			}
+		}
+	}
+	var trust bytes.Buffer
+	trust.WriteString("# fleet.trust for " + t.Name() + "\n")
+	for _, n := range nodes {
+		byName[n.name] = n
+		n.dir = filepath.Join(dir, n.name)
+		n.apiAddr, n.peer = pickAddr(), pickAddr()
+		n.url = "http://" + n.apiAddr
+		n.log = &syncBuffer{}
+		args := []string{"keygen", "--data", n.dir, "--name", n.name, "--role", n.role, "--location", n.location, "--code", n.code}
+		if n.farm != "" {
+			args = append(args, "--farm", n.farm)
+		}
+		runOutpost(t, bin, args...)
+		line := strings.TrimSpace(runOutpost(t, bin, "id", "--data", n.dir, "--peer-addr", n.peer))
+		if !strings.HasPrefix(line, "name="+n.name+" ") || !strings.Contains(line, "addr="+n.peer) {
+			t.Fatalf("outpost id for %s printed %q", n.name, line)
+		}
+		trust.WriteString(line + "\n")
+	}
+	if err := os.WriteFile(trustFile, trust.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return byName, schemaFile, trustFile
 }
 
 // startSyncNode starts `outpost serve` for n on its data directory and

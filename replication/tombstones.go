@@ -116,9 +116,9 @@ type tombs struct {
 	collected int64
 	waiting   []string
 	lastCut   time.Time
-	wait      time.Duration    // backoff of reports made only because tombstones remain
-	retry     bool             // the last collection skipped tables with held changes
-	counted   map[string]int64 // the knowledge remaining was counted at (or will be)
+	wait      map[string]time.Duration // per hub: backoff of reports made only because tombstones remain
+	retry     bool                     // the last collection skipped tables with held changes
+	counted   map[string]int64         // the knowledge remaining was counted at (or will be)
 }
 
 func (t *tombs) init() {
@@ -128,6 +128,7 @@ func (t *tombs) init() {
 		t.applied = map[string]store.Point{}
 		t.sent = map[string]map[string]int64{}
 		t.sentAt = map[string]time.Time{}
+		t.wait = map[string]time.Duration{}
 		t.remaining = -1
 	}
 }
@@ -410,7 +411,7 @@ func (r *Replicator) shouldReport(master string, seqs map[string]int64) bool {
 	r.tomb.init()
 	last, ok := r.tomb.sent[master]
 	if !ok || !sameSeqs(last, seqs) {
-		r.tomb.wait = 0
+		r.tomb.wait[master] = 0
 		return true
 	}
 	if time.Since(r.tomb.sentAt[master]) >= reportBackstop {
@@ -419,10 +420,10 @@ func (r *Replicator) shouldReport(master string, seqs map[string]int64) bool {
 	if r.tomb.remaining == 0 {
 		return false
 	}
-	if time.Since(r.tomb.sentAt[master]) < r.tomb.wait {
+	if time.Since(r.tomb.sentAt[master]) < r.tomb.wait[master] {
 		return false
 	}
-	r.tomb.wait = min(max(2*r.tomb.wait, r.cfg.TombstoneEvery), 10*time.Minute)
+	r.tomb.wait[master] = min(max(2*r.tomb.wait[master], r.cfg.TombstoneEvery), 10*time.Minute)
 	return true
 }
 
@@ -470,8 +471,8 @@ func (r *Replicator) offer(master string, d *Decision) {
 	r.tomb.mu.Lock()
 	defer r.tomb.mu.Unlock()
 	r.tomb.init()
-	if master != r.cfg.Self.Name {
-		r.tomb.waiting = d.Waiting // a master's own decide sets it
+	if !hubRole(r.cfg.Self.Role) {
+		r.tomb.waiting = d.Waiting // a hub's status shows its own decision (decide)
 	}
 	if d.Ready {
 		r.tomb.pending[master] = d

@@ -358,9 +358,9 @@ func (w *convWorld) collected(rt *rapid.T, n *convNode, key string) bool {
 	return floors["t"] >= r.CL
 }
 
-// withoutCollected leaves out of both clock renderings the sentinels of
-// rows n collected (deleted in the model, absent at n).
-func (w *convWorld) withoutCollected(rt *rapid.T, n *convNode, got, want []string) ([]string, []string) {
+// withoutCollected leaves out of the model's clock rendering the sentinels
+// of rows n collected (deleted in the model, absent at n's, got).
+func (w *convWorld) withoutCollected(rt *rapid.T, n *convNode, got, want []string) []string {
 	have := map[string]bool{}
 	for _, l := range got {
 		have[l] = true
@@ -373,5 +373,5 @@ func (w *convWorld) withoutCollected(rt *rapid.T, n *convNode, got, want []strin
 		}
 		out = append(out, l)
 	}
-	return got, out
+	return out
 }
